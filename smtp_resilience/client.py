@@ -1,0 +1,397 @@
+"""ResilientSMTP and ResilientSMTP_SSL: ``smtplib.SMTP`` with the engine inside.
+
+Drop-in subclasses. ``sendmail`` and ``send_message`` keep smtplib's contract (return the refused
+recipients, raise when nobody got the message) with the policy's retries inside; :meth:`send`
+returns a :class:`~smtp_resilience.report.DeliveryReport` instead. What the application set up
+on the connection (EHLO name, STARTTLS, login) is remembered and replayed after every reconnect,
+and a session that used STARTTLS is never continued in the clear.
+"""
+
+from __future__ import annotations
+
+import email.message
+import email.utils
+import smtplib
+import socket
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, TypeVar, overload
+
+from smtp_resilience.classification import classify
+from smtp_resilience.codes import Command
+from smtp_resilience.engine import TryAgain, run_with_retries
+from smtp_resilience.errors import (
+    SMTPResilienceError,
+    TLSDowngradeRefused,
+    connection_failed,
+    error_for,
+)
+from smtp_resilience.events import EventLog
+from smtp_resilience.policy import RetryPolicy
+from smtp_resilience.report import DeliveryReport
+from smtp_resilience.transaction import MailTransaction
+
+__all__ = ["ResilientSMTP", "ResilientSMTP_SSL"]
+
+T = TypeVar("T")
+_DEFAULT_TIMEOUT: Any = socket._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class _Login:
+    """Credentials to replay after a reconnect; never shown by repr."""
+
+    user: str
+    password: str = field(repr=False)
+    initial_response_ok: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class _StartTLS:
+    context: ssl.SSLContext | None
+
+
+class ResilientSMTP(smtplib.SMTP):
+    """``smtplib.SMTP`` that retries transient failures and maps every failure to its code.
+
+    Same constructor as ``smtplib.SMTP`` plus ``policy``. Connecting already goes through the
+    policy: a 421 greeting or a refused connection is retried.
+    """
+
+    policy: RetryPolicy
+    last_report: DeliveryReport | None
+
+    def __init__(
+        self,
+        host: str = "",
+        port: int = 0,
+        local_hostname: str | None = None,
+        timeout: float = _DEFAULT_TIMEOUT,
+        source_address: tuple[str, int] | None = None,
+        *,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        self._prepare(policy)
+        super().__init__(host, port, local_hostname, timeout, source_address)
+
+    def _prepare(self, policy: RetryPolicy | None) -> None:
+        self.policy = policy if policy is not None else RetryPolicy.default()
+        self.last_report = None
+        self._log = EventLog("", mask=self.policy.mask_addresses)
+        self._target: tuple[str, int, tuple[str, int] | None] | None = None
+        self._greeting_name: str | None = None
+        self._starttls: _StartTLS | None = None
+        self._login: _Login | None = None
+        self._in_auth = False
+        self._recipient_failure: SMTPResilienceError | None = None
+
+    def __repr__(self) -> str:
+        where = f"{self._target[0]}:{self._target[1]}" if self._target else "not connected"
+        return f"<{type(self).__name__} {where} policy={self.policy!r}>"
+
+    # -- connecting and replaying the session -------------------------------------------
+
+    def connect(
+        self, host: str = "localhost", port: int = 0, source_address: tuple[str, int] | None = None
+    ) -> tuple[int, bytes]:
+        self._target = (host, port, source_address)
+        self._log = EventLog(host, mask=self.policy.mask_addresses)
+        return self._retrying(self._open)
+
+    def _open(self) -> tuple[int, bytes]:
+        assert self._target is not None
+        host, port, source_address = self._target
+        # a new connection is a new session: forget what the last server said about itself
+        self.helo_resp = self.ehlo_resp = None
+        self.esmtp_features = {}
+        self.does_esmtp = False
+        try:
+            code, reply = super().connect(host, port, source_address)
+        except smtplib.SMTPResponseException as exc:  # an overlong greeting line
+            self.close()
+            raise error_for(-1, exc.smtp_error, Command.GREETING) from None
+        except OSError as exc:
+            self.close()
+            reason = f"could not connect to {host}:{port}: {exc or type(exc).__name__}"
+            raise TryAgain(connection_failed(reason, command=Command.GREETING)) from None
+        if code != 220:
+            self.close()
+            self._raise_for(code, reply, Command.GREETING)
+        return code, reply
+
+    def _raise_for(self, code: int, reply: bytes, command: Command) -> None:
+        verdict = classify(code, reply, command, self.policy.overrides)
+        error = error_for(
+            code, reply, command, retry_after=verdict.retry_after, explanation=verdict.explanation
+        )
+        if verdict.transient:
+            self.close()  # a failed session step leaves the session unusable: start over
+            raise TryAgain(error)
+        if verdict.connection_closing:
+            self.close()
+        raise error
+
+    def _step(self, command: Command, call: Callable[[], T]) -> T:
+        """Run one smtplib session call, turning its failures into the engine's terms."""
+        try:
+            return call()
+        except (SMTPResilienceError, smtplib.SMTPNotSupportedError):
+            raise
+        except smtplib.SMTPResponseException as exc:
+            self._raise_for(exc.smtp_code, exc.smtp_error, command)
+            raise  # unreachable: _raise_for always raises
+        except OSError as exc:
+            self.close()
+            error = connection_failed(str(exc) or type(exc).__name__, command=command)
+            raise TryAgain(error) from None
+
+    def _greet(self) -> None:
+        if self.helo_resp is None and self.ehlo_resp is None:
+            if self._greeting_name is None:
+                self._step(Command.EHLO, super().ehlo_or_helo_if_needed)
+            else:
+                name = self._greeting_name
+                self._step(Command.EHLO, lambda: self._checked_ehlo(name))
+
+    def _checked_ehlo(self, name: str) -> None:
+        code, reply = super().ehlo(name)
+        if not 200 <= code <= 299:
+            code, reply = super().helo(name)
+            if not 200 <= code <= 299:
+                raise smtplib.SMTPHeloError(code, reply)
+
+    def _ensure_session(self) -> bool:
+        """Make the connection ready for a transaction; True if it had to be reopened."""
+        if self.sock is None:
+            if self._target is None:
+                raise smtplib.SMTPServerDisconnected("please run connect() first")
+            self._log.reconnecting(reason="the connection was closed")
+            self._open()
+            self._greet()
+            if self._starttls is not None:
+                if not self.has_extn("starttls"):
+                    self.close()
+                    raise TLSDowngradeRefused(
+                        "the session used STARTTLS but the server no longer offers it after "
+                        "reconnecting; refusing to continue in the clear"
+                    )
+                context = self._starttls.context
+                self._step(Command.STARTTLS, lambda: super(ResilientSMTP, self).starttls(
+                    context=context))
+                self._greet()
+            if self._login is not None:
+                login = self._login
+                self._step(Command.AUTH, lambda: self._replay_login(login))
+            return True
+        self._greet()
+        return False
+
+    def _replay_login(self, login: _Login) -> tuple[int, bytes]:
+        return super().login(
+            login.user, login.password, initial_response_ok=login.initial_response_ok
+        )
+
+    def _retrying(self, call: Callable[[], T]) -> T:
+        return run_with_retries(self.policy, self._log, call)
+
+    # -- calls the application makes, remembered for replay ------------------------------
+
+    def ehlo(self, name: str = "") -> tuple[int, bytes]:
+        if name:
+            self._greeting_name = name
+        return super().ehlo(name)
+
+    def helo(self, name: str = "") -> tuple[int, bytes]:
+        if name:
+            self._greeting_name = name
+        return super().helo(name)
+
+    def starttls(  # type: ignore[override]
+        self,
+        keyfile: str | None = None,
+        certfile: str | None = None,
+        context: ssl.SSLContext | None = None,
+    ) -> tuple[int, bytes]:
+        if keyfile is not None or certfile is not None:
+            # smtplib deprecated these; one context covers both and replays cleanly
+            context = context or ssl.create_default_context()
+            if certfile is not None:
+                context.load_cert_chain(certfile, keyfile)
+
+        def upgrade() -> tuple[int, bytes]:
+            self._ensure_session()
+            return self._step(
+                Command.STARTTLS, lambda: super(ResilientSMTP, self).starttls(context=context)
+            )
+
+        result = self._retrying(upgrade)
+        self._starttls = _StartTLS(context)
+        return result
+
+    def login(
+        self, user: str, password: str, *, initial_response_ok: bool = True
+    ) -> tuple[int, bytes]:
+        step = _Login(user, password, initial_response_ok)
+
+        def authenticate() -> tuple[int, bytes]:
+            self._ensure_session()
+            return self._step(Command.AUTH, lambda: self._replay_login(step))
+
+        result = self._retrying(authenticate)
+        self._login = step
+        return result
+
+    def auth(self, mechanism: str, authobject: Any, *, initial_response_ok: bool = True) -> Any:
+        self._in_auth = True  # hides the exchange from smtplib's debug output
+        try:
+            return super().auth(mechanism, authobject, initial_response_ok=initial_response_ok)
+        finally:
+            self._in_auth = False
+
+    def _print_debug(self, *args: Any) -> None:
+        if self._in_auth and args and args[0] == "send:":
+            args = ("send:", "'<AUTH exchange hidden>'")
+        super()._print_debug(*args)  # type: ignore[misc]
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def sendmail(
+        self,
+        from_addr: str,
+        to_addrs: str | Sequence[str],
+        msg: str | bytes,
+        mail_options: Sequence[str] = (),
+        rcpt_options: Sequence[str] = (),
+    ) -> dict[str, tuple[int, bytes]]:
+        """smtplib's contract with retries inside: returns the refused, raises if nobody got it."""
+        recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
+        transaction = MailTransaction(
+            self,
+            policy=self.policy,
+            log=self._log,
+            ensure_session=self._ensure_session,
+            sender=from_addr,
+            recipients=recipients,
+            message=msg,
+            mail_options=mail_options,
+            rcpt_options=rcpt_options,
+        )
+        report, error = transaction.run()
+        self.last_report = report
+        if error is not None and (not report.delivered or report.ambiguous):
+            self._recipient_failure = error
+            raise error
+        return transaction.undelivered()
+
+    def send_message(
+        self,
+        msg: email.message.Message,
+        from_addr: str | None = None,
+        to_addrs: str | Sequence[str] | None = None,
+        mail_options: Sequence[str] = (),
+        rcpt_options: Sequence[str] = (),
+    ) -> dict[str, tuple[int, bytes]]:
+        """smtplib's ``send_message``, giving the message a Message-ID first if it has none.
+
+        Every attempt then carries the same Message-ID, so a receiver can drop a duplicate
+        produced by an ambiguous retry. The id is set on ``msg`` itself, so it can be queued.
+        """
+        if msg.get("Message-ID") is None:
+            msg["Message-ID"] = email.utils.make_msgid(domain=self.local_hostname.strip("[]"))
+        self._retrying(self._ensure_session)  # smtplib reads the extensions before sendmail
+        return super().send_message(msg, from_addr, to_addrs, mail_options, rcpt_options)
+
+    @overload
+    def send(self, s: str | bytes) -> None: ...
+
+    @overload
+    def send(
+        self,
+        s: email.message.Message,
+        from_addr: str | None = None,
+        to_addrs: str | Sequence[str] | None = None,
+        mail_options: Sequence[str] = (),
+        rcpt_options: Sequence[str] = (),
+    ) -> DeliveryReport: ...
+
+    def send(
+        self,
+        s: email.message.Message | str | bytes,
+        from_addr: str | None = None,
+        to_addrs: str | Sequence[str] | None = None,
+        mail_options: Sequence[str] = (),
+        rcpt_options: Sequence[str] = (),
+    ) -> DeliveryReport | None:
+        """Send a message and return its per-recipient :class:`DeliveryReport`.
+
+        Like :meth:`send_message`, but refusals, deferrals and ambiguous deliveries are reported
+        instead of raised; it raises only when the session itself failed (bad credentials, a
+        TLS downgrade, a server that does not speak SMTP).
+
+        Given ``str`` or ``bytes`` instead of a message, this is smtplib's own low-level
+        ``send`` (write raw data to the socket), which smtplib uses for every command.
+        """
+        if isinstance(s, (str, bytes)):
+            return super().send(s)
+        self._recipient_failure = None
+        self.last_report = None
+        try:
+            self.send_message(s, from_addr, to_addrs, mail_options, rcpt_options)
+        except SMTPResilienceError as error:
+            if error is not self._recipient_failure or self.last_report is None:
+                raise
+        assert self.last_report is not None
+        return self.last_report
+
+    # -- closing never raises ------------------------------------------------------------
+
+    def quit(self) -> tuple[int, bytes]:
+        try:
+            return super().quit()
+        except (smtplib.SMTPException, OSError):
+            self.close()
+            return (-1, b"")
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError:
+            self.file = self.sock = None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.quit()
+
+
+class ResilientSMTP_SSL(ResilientSMTP, smtplib.SMTP_SSL):  # noqa: N801 - mirrors smtplib's name
+    """``smtplib.SMTP_SSL`` (implicit TLS, port 465) with the same resilience."""
+
+    default_port = smtplib.SMTP_SSL_PORT
+
+    def __init__(
+        self,
+        host: str = "",
+        port: int = 0,
+        local_hostname: str | None = None,
+        *,
+        timeout: float = _DEFAULT_TIMEOUT,
+        source_address: tuple[str, int] | None = None,
+        context: ssl.SSLContext | None = None,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        self._prepare(policy)
+        smtplib.SMTP_SSL.__init__(
+            self,
+            host,
+            port,
+            local_hostname,
+            timeout=timeout,
+            source_address=source_address,
+            context=context,
+        )

@@ -1,0 +1,136 @@
+"""The retry loop every resilient operation runs in.
+
+An operation is a function that makes one attempt. It returns on success, raises
+:class:`TryAgain` around a transient failure, and raises any other exception to stop at once.
+:func:`run_with_retries` runs the first attempt directly, so a healthy server never pays for the
+retry machinery, and only after a transient failure builds the policy's tenacity loop, which
+re-raises that first failure as its attempt 1 and takes it from there: backoff, hints, deadline,
+``smtp.retry_scheduled`` before each sleep, ``smtp.gave_up`` at the end. Whatever leaves the loop
+is a real exception with ``attempts`` and ``history`` filled in, never a ``tenacity.RetryError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import tenacity
+
+from smtp_resilience.errors import AmbiguousDeliveryError, SMTPResilienceError
+from smtp_resilience.events import EventLog
+from smtp_resilience.policy import RetryPolicy
+from smtp_resilience.report import Attempt
+
+__all__ = ["TryAgain", "run_with_retries"]
+
+T = TypeVar("T")
+
+
+class TryAgain(Exception):
+    """One attempt failed transiently. Carries the mapped error and who was waiting on it."""
+
+    def __init__(self, error: SMTPResilienceError, recipients: Sequence[str] = ()) -> None:
+        super().__init__(error)
+        self.error = error
+        self.recipients = tuple(recipients)
+
+
+def _record(number: int, error: SMTPResilienceError, delay: float | None) -> Attempt:
+    explanation = error.explanation
+    reply = explanation.text if explanation is not None else str(error)
+    return Attempt(number, error.code, reply, error.command, delay)
+
+
+def run_with_retries(
+    policy: RetryPolicy,
+    log: EventLog,
+    attempt: Callable[[], T],
+    *,
+    history: list[Attempt] | None = None,
+    message_id: str | None = None,
+) -> T:
+    """Run ``attempt`` until it succeeds, fails for good, or the policy runs out.
+
+    ``history`` (if given) receives one :class:`Attempt` per failed try, so after success the
+    number of tries is ``len(history) + 1``.
+    """
+    started = policy.clock()
+    history = [] if history is None else history
+    try:
+        return attempt()
+    except TryAgain as failure:
+        first: TryAgain | None = failure
+    except SMTPResilienceError as error:
+        _failed_for_good(log, error, 1, history, message_id)
+        raise
+
+    count = 1  # the direct attempt above
+
+    def again() -> T:
+        nonlocal first, count
+        if first is not None:  # tenacity's attempt 1 is the one already made
+            failure, first = first, None
+            raise failure
+        count += 1
+        return attempt()
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        failure = state.outcome.exception() if state.outcome is not None else None
+        assert isinstance(failure, TryAgain)
+        delay = state.upcoming_sleep
+        history.append(_record(count, failure.error, delay))
+        log.retry_scheduled(
+            attempt=count,
+            max_attempts=policy.max_attempts,
+            delay=delay,
+            recipients=failure.recipients,
+            explanation=failure.error.explanation,
+            cause=None if failure.error.explanation is not None else str(failure.error),
+            message_id=message_id,
+        )
+
+    retrying = policy.retrying(
+        started_at=started,
+        is_retryable=lambda exc: isinstance(exc, TryAgain),
+        retry_after=lambda exc: exc.error.retry_after if isinstance(exc, TryAgain) else None,
+        before_sleep=before_sleep,
+    )
+    try:
+        return retrying(again)
+    except TryAgain as last:
+        error = last.error
+        history.append(_record(count, error, None))
+        error.attempts = count
+        error.history = tuple(history)
+        log.gave_up(
+            attempts=count,
+            elapsed=policy.clock() - started,
+            recipients=last.recipients,
+            explanation=error.explanation,
+            cause=None if error.explanation is not None else str(error),
+            retry_after=error.retry_after,
+            message_id=message_id,
+        )
+        raise error from None
+    except SMTPResilienceError as error:
+        _failed_for_good(log, error, count, history, message_id)
+        raise
+
+
+def _failed_for_good(
+    log: EventLog,
+    error: SMTPResilienceError,
+    attempts: int,
+    history: list[Attempt],
+    message_id: str | None,
+) -> None:
+    error.attempts = attempts
+    error.history = tuple(history)
+    if not isinstance(error, AmbiguousDeliveryError):  # that one has its own event
+        log.permanent_failure(
+            attempts=attempts,
+            recipients=list(error.recipients),
+            explanation=error.explanation,
+            cause=None if error.explanation is not None else str(error),
+            message_id=message_id,
+        )

@@ -1,0 +1,533 @@
+"""The exception hierarchy, and the one factory that turns an SMTP reply into the right exception.
+
+Every exception here is an :class:`smtplib.SMTPException`, so ``except`` clauses written for
+plain smtplib keep working. A coded error is also an :class:`smtplib.SMTPResponseException`
+(``smtp_code``, ``smtp_error``) and, through a class that :func:`error_for` combines and caches,
+the very class smtplib raises at that stage: a 550 to RCPT is caught by
+``except MailboxUnavailable``, ``except PermanentSMTPError``,
+``except smtplib.SMTPRecipientsRefused`` and ``except smtplib.SMTPResponseException`` alike.
+Note that ``smtplib.SMTPException`` is an ``OSError``: a blanket "retry on OSError" would retry
+permanent failures too.
+
+Hierarchy::
+
+    smtplib.SMTPException (an OSError!)
+    └── SMTPResilienceError
+        ├── TransientSMTPError
+        │   ├── ConnectionFailed          refused / timed out / dropped before the final dot
+        │   │                             (also smtplib.SMTPServerDisconnected)
+        │   ├── ServiceNotAvailable 421 ; MailboxBusy 450 ; LocalErrorInProcessing 451
+        │   └── InsufficientStorage 452
+        ├── PermanentSMTPError
+        │   ├── CommandSyntaxError 500 ; ParameterSyntaxError 501 ; CommandNotImplemented 502
+        │   ├── BadCommandSequence 503 ; ParameterNotImplemented 504 ; DoesNotAcceptMail 521
+        │   ├── AccessDenied 530 ; AuthenticationFailed 535 ; MailboxUnavailable 550
+        │   ├── UserNotLocal 551 ; StorageAllocationExceeded 552
+        │   └── MailboxNameNotAllowed 553 ; TransactionFailed 554
+        ├── ProtocolError             malformed reply (also smtplib.SMTPResponseException)
+        ├── AmbiguousDeliveryError    connection lost after the final dot: may or may not
+        │                             be delivered (also smtplib.SMTPServerDisconnected)
+        └── TLSDowngradeRefused       STARTTLS was used and the reconnected server no longer
+                                      offers it (also smtplib.SMTPNotSupportedError)
+
+Other 4xx and 5xx codes raise :class:`TransientSMTPError` / :class:`PermanentSMTPError` themselves.
+The class follows the basic reply code; what the engine does about it (a 552 to RCPT is retried
+later) is decided by classification, not by the class.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, ClassVar
+
+from smtp_resilience.classification import Explanation, explain
+from smtp_resilience.codes import Command, ReplyClass
+from smtp_resilience.enhanced import EnhancedStatus, parse_enhanced_status
+from smtp_resilience.report import Attempt, DeliveryReport
+
+__all__ = [
+    "CLASS_FOR_CODE",
+    "SMTPLIB_CLASS_FOR_COMMAND",
+    "AccessDenied",
+    "AmbiguousDeliveryError",
+    "AuthenticationFailed",
+    "BadCommandSequence",
+    "CommandNotImplemented",
+    "CommandSyntaxError",
+    "ConnectionFailed",
+    "DoesNotAcceptMail",
+    "InsufficientStorage",
+    "LocalErrorInProcessing",
+    "MailboxBusy",
+    "MailboxNameNotAllowed",
+    "MailboxUnavailable",
+    "ParameterNotImplemented",
+    "ParameterSyntaxError",
+    "PermanentSMTPError",
+    "ProtocolError",
+    "SMTPResilienceError",
+    "ServiceNotAvailable",
+    "StorageAllocationExceeded",
+    "TLSDowngradeRefused",
+    "TransactionFailed",
+    "TransientSMTPError",
+    "UserNotLocal",
+    "ambiguous_delivery",
+    "connection_failed",
+    "error_for",
+    "error_from_smtplib",
+    "is_transient",
+]
+
+_RECIPIENTS_SHOWN = 5  # keep str() one readable line even for a long recipient list
+_SMTPLIB_EXTRAS = tuple[type[smtplib.SMTPException], ...]
+
+
+def _to_bytes(text: str | bytes) -> bytes:
+    if isinstance(text, bytes):
+        return text
+    try:
+        return text.encode("utf-8", "surrogateescape")  # undoes a surrogateescape decode exactly
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace")
+
+
+def _to_text(text: str | bytes) -> str:
+    return text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+
+
+def _set_response(error: smtplib.SMTPResponseException, code: int, raw: bytes) -> None:
+    error.smtp_code = code
+    error.smtp_error = raw
+
+
+class SMTPResilienceError(smtplib.SMTPException):
+    """Base of every error this library raises: the reply, what it means, and what was tried."""
+
+    code: int | None  # the basic reply code; None when there was no well-formed reply
+    text: str  # the server's reply text
+    enhanced_status: EnhancedStatus | None
+    command: Command | None
+    recipients: dict[str, tuple[int, bytes]]
+    sender: str | None
+    explanation: Explanation | None
+    attempts: int
+    history: tuple[Attempt, ...]
+    retry_after: float | None
+    report: DeliveryReport | None  # set by the engine
+    _combined_from: ClassVar[tuple[type[SMTPResilienceError], _SMTPLIB_EXTRAS] | None] = None
+
+    def __init__(
+        self,
+        text: str | bytes = "",
+        *,
+        code: int | None = None,
+        command: str | Command | None = None,
+        recipients: Mapping[str, tuple[int, bytes | str]] | None = None,
+        sender: str | None = None,
+        explanation: Explanation | None = None,
+        attempts: int = 1,
+        history: Sequence[Attempt] = (),
+        retry_after: float | None = None,
+        report: DeliveryReport | None = None,
+    ) -> None:
+        # smtplib's own __init__s are deliberately not called: their signatures differ per class.
+        raw = _to_bytes(text)
+        self.code = code if code is not None and 200 <= code <= 599 else None
+        self.text = _to_text(text)
+        self.command = Command.parse(command)
+        self.recipients = {
+            address: (reply_code, _to_bytes(reply))
+            for address, (reply_code, reply) in (recipients or {}).items()
+        }
+        self.sender = sender
+        self.explanation = explanation
+        if explanation is not None:
+            self.enhanced_status = explanation.enhanced_status
+        else:
+            self.enhanced_status = (
+                parse_enhanced_status(self.text, self.code) if self.code else None
+            )
+        self.attempts = attempts
+        self.history = tuple(history)
+        self.retry_after = retry_after
+        self.report = report
+        if isinstance(self, smtplib.SMTPResponseException):
+            _set_response(self, -1 if code is None else code, raw)  # smtplib's -1: garbled reply
+        self.args = self._smtplib_args(raw)
+
+    def _smtplib_args(self, raw: bytes) -> tuple[Any, ...]:
+        """The ``args`` smtplib gives the class it would raise, for code that unpacks them."""
+        if isinstance(self, smtplib.SMTPRecipientsRefused):
+            return (self.recipients,)
+        if isinstance(self, smtplib.SMTPSenderRefused):
+            return (self.smtp_code, raw, self.sender or "")
+        if isinstance(self, smtplib.SMTPResponseException):
+            return (self.smtp_code, raw)
+        return (self.text,)
+
+    def _where(self) -> str:
+        return f" ({self.command.value})" if self.command is not None else ""
+
+    def _summary(self) -> str:
+        if self.explanation is not None:
+            return str(self.explanation)
+        head = " ".join(str(part) for part in (self.code, self.enhanced_status) if part is not None)
+        head = f"{head}{self._where()}".lstrip()
+        text = self.text or "no reply text"
+        return f"{head}: {text}" if head else text
+
+    def __str__(self) -> str:
+        parts = [self._summary()]
+        if self.recipients:
+            shown = ", ".join(list(self.recipients)[:_RECIPIENTS_SHOWN])
+            more = len(self.recipients) - _RECIPIENTS_SHOWN
+            parts.append(f"[recipients: {shown}{f' and {more} more' if more > 0 else ''}]")
+        if self.attempts > 1:
+            parts.append(f"(gave up after {self.attempts} attempts)")
+        return " ".join(" ".join(parts).split())  # one line, whatever the server sent
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuild through the factory: combined classes are no module attribute pickle could name.
+        base, extras = type(self).__dict__.get("_combined_from") or (type(self), ())
+        return (_rebuild, (base, extras, self.args), dict(self.__dict__))
+
+
+class TransientSMTPError(SMTPResilienceError):
+    """A 4xx reply or a lost connection: the same request may succeed later."""
+
+
+class PermanentSMTPError(SMTPResilienceError):
+    """A 5xx reply: repeating the same request will fail again."""
+
+
+class ConnectionFailed(TransientSMTPError, smtplib.SMTPServerDisconnected):
+    """The connection was refused, timed out or dropped before the final dot."""
+
+    def _summary(self) -> str:
+        return f"connection failed{self._where()}: {self.text or 'no reason given'}"
+
+
+class ProtocolError(SMTPResilienceError, smtplib.SMTPResponseException):
+    """The server's reply was malformed, or not a reply that command can get."""
+
+    def _summary(self) -> str:
+        if self.code is not None:  # well formed, but not an error reply
+            return f"unexpected reply {self.code}{self._where()}: {self.text[:80]!r}"
+        if self.explanation is not None:
+            return str(self.explanation)
+        return f"malformed reply{self._where()}: {self.text[:80]!r}"
+
+
+class AmbiguousDeliveryError(SMTPResilienceError, smtplib.SMTPServerDisconnected):
+    """The connection was lost after the final dot: the message may or may not be delivered."""
+
+    def _summary(self) -> str:
+        reason = self.text or "no reason given"
+        return f"connection lost after the final dot ({reason}); it may or may not be delivered"
+
+
+class TLSDowngradeRefused(SMTPResilienceError, smtplib.SMTPNotSupportedError):
+    """STARTTLS was used before, and the reconnected server no longer offers it."""
+
+    def _summary(self) -> str:
+        reason = self.text or "the server no longer offers STARTTLS"
+        return f"refused to continue without TLS{self._where()}: {reason}"
+
+
+class ServiceNotAvailable(TransientSMTPError, smtplib.SMTPResponseException):
+    """421: the server is closing the connection."""
+
+
+class MailboxBusy(TransientSMTPError, smtplib.SMTPResponseException):
+    """450: mailbox unavailable for now (busy, greylisting, rate limit)."""
+
+
+class LocalErrorInProcessing(TransientSMTPError, smtplib.SMTPResponseException):
+    """451: the server hit a local error."""
+
+
+class InsufficientStorage(TransientSMTPError, smtplib.SMTPResponseException):
+    """452: insufficient storage, or too many recipients."""
+
+
+class CommandSyntaxError(PermanentSMTPError, smtplib.SMTPResponseException):
+    """500: command not recognised."""
+
+
+class ParameterSyntaxError(PermanentSMTPError, smtplib.SMTPResponseException):
+    """501: syntax error in the parameters."""
+
+
+class CommandNotImplemented(PermanentSMTPError, smtplib.SMTPResponseException):
+    """502: command not implemented."""
+
+
+class BadCommandSequence(PermanentSMTPError, smtplib.SMTPResponseException):
+    """503: commands sent in the wrong order."""
+
+
+class ParameterNotImplemented(PermanentSMTPError, smtplib.SMTPResponseException):
+    """504: command parameter not implemented."""
+
+
+class DoesNotAcceptMail(PermanentSMTPError, smtplib.SMTPResponseException):
+    """521: this host does not accept mail."""
+
+
+class AccessDenied(PermanentSMTPError, smtplib.SMTPResponseException):
+    """530: authentication or STARTTLS required."""
+
+
+class AuthenticationFailed(PermanentSMTPError, smtplib.SMTPResponseException):
+    """535: the credentials were rejected."""
+
+
+class MailboxUnavailable(PermanentSMTPError, smtplib.SMTPResponseException):
+    """550: mailbox unavailable or refused by policy."""
+
+
+class UserNotLocal(PermanentSMTPError, smtplib.SMTPResponseException):
+    """551: the user is not local to this server."""
+
+
+class StorageAllocationExceeded(PermanentSMTPError, smtplib.SMTPResponseException):
+    """552: exceeded storage allocation (message too big, mailbox full)."""
+
+
+class MailboxNameNotAllowed(PermanentSMTPError, smtplib.SMTPResponseException):
+    """553: mailbox name not allowed (bad address syntax)."""
+
+
+class TransactionFailed(PermanentSMTPError, smtplib.SMTPResponseException):
+    """554: transaction failed, or no SMTP service here."""
+
+
+CLASS_FOR_CODE: Mapping[int, type[SMTPResilienceError]] = MappingProxyType(
+    {
+        421: ServiceNotAvailable,
+        450: MailboxBusy,
+        451: LocalErrorInProcessing,
+        452: InsufficientStorage,
+        500: CommandSyntaxError,
+        501: ParameterSyntaxError,
+        502: CommandNotImplemented,
+        503: BadCommandSequence,
+        504: ParameterNotImplemented,
+        521: DoesNotAcceptMail,
+        530: AccessDenied,
+        535: AuthenticationFailed,
+        550: MailboxUnavailable,
+        551: UserNotLocal,
+        552: StorageAllocationExceeded,
+        553: MailboxNameNotAllowed,
+        554: TransactionFailed,
+    }
+)
+"""The one table from basic reply code to exception class."""
+
+SMTPLIB_CLASS_FOR_COMMAND: Mapping[Command, type[smtplib.SMTPException]] = MappingProxyType(
+    {
+        Command.GREETING: smtplib.SMTPConnectError,
+        Command.EHLO: smtplib.SMTPHeloError,
+        Command.HELO: smtplib.SMTPHeloError,
+        Command.MAIL: smtplib.SMTPSenderRefused,
+        Command.RCPT: smtplib.SMTPRecipientsRefused,  # smtplib raises it only when all are refused
+        Command.DATA: smtplib.SMTPDataError,
+        Command.END_OF_DATA: smtplib.SMTPDataError,
+        Command.AUTH: smtplib.SMTPAuthenticationError,
+    }
+)
+"""What smtplib raises for an error reply at each stage; other stages get SMTPResponseException."""
+
+
+_COMBINED: dict[tuple[type[SMTPResilienceError], _SMTPLIB_EXTRAS], type[SMTPResilienceError]] = {}
+
+
+def _combine(base: type[SMTPResilienceError], extras: _SMTPLIB_EXTRAS) -> type[SMTPResilienceError]:
+    """``base`` that is also each of the smtplib ``extras``; one class per pair, made once."""
+    if not extras:
+        return base
+    if (base, extras) not in _COMBINED:
+        name = f"{base.__name__}[{extras[0].__name__}]"
+        namespace = {
+            "__module__": __name__,
+            "__qualname__": name,
+            "__doc__": base.__doc__,
+            "_combined_from": (base, extras),
+        }
+        # setdefault: if two threads race, both get the class that was stored first.
+        _COMBINED.setdefault((base, extras), type(name, (base, *extras), namespace))
+    return _COMBINED[(base, extras)]
+
+
+def _coded_class(
+    base: type[SMTPResilienceError], command: Command | None
+) -> type[SMTPResilienceError]:
+    """``base`` made into a response exception and the smtplib class raised at ``command``."""
+    wanted = (
+        SMTPLIB_CLASS_FOR_COMMAND.get(command) if command else None,
+        smtplib.SMTPResponseException,
+    )
+    extras: list[type[smtplib.SMTPException]] = []
+    for smtplib_class in wanted:
+        if smtplib_class is None or issubclass(base, smtplib_class):
+            continue
+        if not any(issubclass(extra, smtplib_class) for extra in extras):
+            extras.append(smtplib_class)
+    return _combine(base, tuple(extras))
+
+
+def _rebuild(
+    base: type[SMTPResilienceError], extras: _SMTPLIB_EXTRAS, args: tuple[Any, ...]
+) -> SMTPResilienceError:
+    """Unpickling: the (possibly combined) class, empty; pickle then restores the state."""
+    error_class = _combine(base, extras)
+    error = error_class.__new__(error_class)
+    error.args = args
+    return error
+
+
+def error_for(
+    code: int | None,
+    text: str | bytes,
+    command: str | Command | None = None,
+    recipients: Mapping[str, tuple[int, bytes | str]] | None = None,
+    *,
+    sender: str | None = None,
+    attempts: int = 1,
+    history: Sequence[Attempt] = (),
+    retry_after: float | None = None,
+    explanation: Explanation | None = None,
+) -> SMTPResilienceError:
+    """The exception for a reply ``code`` and ``text`` to ``command``.
+
+    4xx and 5xx pick their class from :data:`CLASS_FOR_CODE` (else the transient or permanent
+    base); anything else (None, smtplib's -1 for a garbled reply, a 2xx or 3xx where an error was
+    expected) is a :class:`ProtocolError`. The class is combined with the smtplib class raised at
+    that stage. A lost connection is not a reply: use :func:`connection_failed`.
+    """
+    stage = Command.parse(command)
+    if code is not None and 400 <= code <= 499:
+        base = CLASS_FOR_CODE.get(code, TransientSMTPError)
+    elif code is not None and 500 <= code <= 599:
+        base = CLASS_FOR_CODE.get(code, PermanentSMTPError)
+    else:
+        base = ProtocolError
+    if explanation is None:
+        explanation = explain(code, _to_text(text), stage)
+    return _coded_class(base, stage)(
+        text,
+        code=code,
+        command=stage,
+        recipients=recipients,
+        sender=sender,
+        explanation=explanation,
+        attempts=attempts,
+        history=history,
+        retry_after=retry_after,
+    )
+
+
+def connection_failed(
+    reason: str | BaseException,
+    command: str | Command | None = None,
+    *,
+    recipients: Mapping[str, tuple[int, bytes | str]] | None = None,
+    sender: str | None = None,
+    attempts: int = 1,
+    history: Sequence[Attempt] = (),
+    retry_after: float | None = None,
+) -> ConnectionFailed:
+    """A refused, timed-out or dropped connection (before the final dot) as ``command`` was sent."""
+    text = reason if isinstance(reason, str) else (str(reason) or type(reason).__name__)
+    return ConnectionFailed(
+        text,
+        command=command,
+        recipients=recipients,
+        sender=sender,
+        attempts=attempts,
+        history=history,
+        retry_after=retry_after,
+    )
+
+
+def ambiguous_delivery(
+    reason: str | BaseException,
+    *,
+    recipients: Mapping[str, tuple[int, bytes | str]] | None = None,
+    sender: str | None = None,
+    attempts: int = 1,
+    history: Sequence[Attempt] = (),
+) -> AmbiguousDeliveryError:
+    """The connection was lost between the final dot and the server's reply."""
+    text = reason if isinstance(reason, str) else (str(reason) or type(reason).__name__)
+    return AmbiguousDeliveryError(
+        text,
+        command=Command.END_OF_DATA,
+        recipients=recipients,
+        sender=sender,
+        attempts=attempts,
+        history=history,
+    )
+
+
+def error_from_smtplib(
+    exc: smtplib.SMTPException, command: str | Command | None = None
+) -> SMTPResilienceError:
+    """Our exception for one smtplib raised; ``command`` overrides the stage its class implies.
+
+    Raise the result ``from exc`` to keep smtplib's traceback. One of ours is returned unchanged.
+    A disconnect at END_OF_DATA is an :class:`AmbiguousDeliveryError`.
+    """
+    if isinstance(exc, SMTPResilienceError):
+        return exc
+    stage = Command.parse(command)
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        refusals = dict(exc.recipients)
+        replies = list(refusals.values())
+        # One transient refusal means some recipient may still get it later: report that one.
+        code, reply = next(
+            (r for r in replies if 400 <= r[0] <= 499), replies[0] if replies else (None, b"")
+        )
+        return error_for(code, reply, stage or Command.RCPT, refusals)
+    if isinstance(exc, smtplib.SMTPResponseException):
+        # The first stage whose smtplib class this is: DATA before END_OF_DATA, EHLO before HELO.
+        default = next(
+            (c for c, k in SMTPLIB_CLASS_FOR_COMMAND.items() if isinstance(exc, k)), None
+        )
+        sender = exc.sender if isinstance(exc, smtplib.SMTPSenderRefused) else None
+        return error_for(exc.smtp_code, exc.smtp_error, stage or default, sender=sender)
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        reason = str(exc) or "connection lost"
+        if stage is Command.END_OF_DATA:
+            return ambiguous_delivery(reason)
+        return connection_failed(reason, stage)
+    # Anything else smtplib raises (SMTPNotSupportedError, ...) keeps its class for except clauses.
+    extras = () if type(exc) is smtplib.SMTPException else (type(exc),)
+    return _combine(SMTPResilienceError, extras)(str(exc), command=stage)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether the same request may succeed later.
+
+    A configured override (seen in the explanation's reply class) wins over the class; a lost
+    connection is transient, an ambiguous delivery or a malformed reply is not.
+    """
+    if isinstance(exc, smtplib.SMTPException):
+        error = error_from_smtplib(exc)
+        explanation = error.explanation
+        if explanation is not None and explanation.reply_class in _OVERRIDABLE:
+            return explanation.reply_class is ReplyClass.TRANSIENT
+        return isinstance(error, TransientSMTPError)
+    # Socket-level failures (refused, reset, timed out); a bad certificate will not fix itself.
+    return isinstance(exc, OSError) and not isinstance(exc, ssl.SSLCertVerificationError)
+
+
+_OVERRIDABLE = (ReplyClass.TRANSIENT, ReplyClass.PERMANENT)

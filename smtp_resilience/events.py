@@ -1,0 +1,201 @@
+"""The engine's log events, emitted through structlog.
+
+One event per thing that happened, namespaced ``smtp.*``, with flat fields and a ``server_said``
+line that reads like Postfix's: ``host mx.example.com said: 451 4.7.1 greylisted (in reply to RCPT
+TO)``. The library never configures structlog; route the events wherever the application's logs go
+(see the README). Passwords, AUTH exchanges and message bodies are never passed in here, so they
+cannot leak; with ``mask_addresses`` every address becomes ``j***@example.com``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+
+from smtp_resilience.classification import Explanation
+
+__all__ = [
+    "AMBIGUOUS_DELIVERY",
+    "DELIVERED",
+    "GAVE_UP",
+    "PERMANENT_FAILURE",
+    "RECIPIENT_REFUSED",
+    "RECONNECTING",
+    "RETRY_SCHEDULED",
+    "EventLog",
+    "mask_address",
+    "server_said",
+]
+
+RETRY_SCHEDULED = "smtp.retry_scheduled"
+RECONNECTING = "smtp.reconnecting"
+DELIVERED = "smtp.delivered"
+RECIPIENT_REFUSED = "smtp.recipient_refused"
+PERMANENT_FAILURE = "smtp.permanent_failure"
+GAVE_UP = "smtp.gave_up"
+AMBIGUOUS_DELIVERY = "smtp.ambiguous_delivery"
+
+_logger = structlog.get_logger("smtp_resilience")
+
+
+def mask_address(address: str) -> str:
+    """``john@example.com`` -> ``j***@example.com``; the domain stays, it is what operators need."""
+    local, at, domain = address.rpartition("@")
+    if not at:
+        return address[:1] + "***"
+    return f"{local[:1]}***@{domain}"
+
+
+def server_said(host: str, explanation: Explanation) -> str:
+    """Postfix-style: ``host H said: 550 5.1.1 no such user (in reply to RCPT TO)``."""
+    code = "" if explanation.code is None else f"{explanation.code} "
+    text = explanation.text.replace("\r", " ").replace("\n", " ").strip()
+    where = f" (in reply to {explanation.command.in_reply_to})" if explanation.command else ""
+    return f"host {host} said: {code}{text}{where}"
+
+
+class EventLog:
+    """Emits the events for one client: knows the host and whether to mask addresses."""
+
+    __slots__ = ("host", "mask")
+
+    def __init__(self, host: str, *, mask: bool = False) -> None:
+        self.host = host
+        self.mask = mask
+
+    def addresses(self, addresses: Iterable[str]) -> list[str]:
+        return [mask_address(a) for a in addresses] if self.mask else list(addresses)
+
+    def _reply_fields(self, explanation: Explanation | None) -> dict[str, Any]:
+        if explanation is None:
+            return {}
+        return {
+            "code": explanation.code,
+            "enhanced_status": (
+                str(explanation.enhanced_status) if explanation.enhanced_status else None
+            ),
+            "command": explanation.command.value if explanation.command else None,
+            "cause": explanation.cause,
+            "server_said": server_said(self.host, explanation),
+        }
+
+    def retry_scheduled(
+        self,
+        *,
+        attempt: int,
+        max_attempts: int,
+        delay: float,
+        recipients: Iterable[str],
+        explanation: Explanation | None,
+        cause: str | None = None,
+        message_id: str | None = None,
+    ) -> None:
+        fields = self._reply_fields(explanation)
+        if cause is not None:
+            fields["cause"] = cause
+        _logger.warning(
+            RETRY_SCHEDULED,
+            host=self.host,
+            attempt=attempt,
+            max_attempts=max_attempts,
+            delay_s=round(delay, 3),
+            recipients=self.addresses(recipients),
+            message_id=message_id,
+            **fields,
+        )
+
+    def reconnecting(self, *, reason: str, attempt: int | None = None) -> None:
+        _logger.info(RECONNECTING, host=self.host, reason=reason, attempt=attempt)
+
+    def delivered(
+        self,
+        *,
+        attempts: int,
+        elapsed: float,
+        accepted: Iterable[str],
+        refused: Iterable[str],
+        message_id: str | None,
+    ) -> None:
+        _logger.info(
+            DELIVERED,
+            host=self.host,
+            attempts=attempts,
+            elapsed_s=round(elapsed, 3),
+            accepted=self.addresses(accepted),
+            refused=self.addresses(refused),
+            message_id=message_id,
+        )
+
+    def recipient_refused(
+        self, *, recipient: str, explanation: Explanation, message_id: str | None
+    ) -> None:
+        _logger.warning(
+            RECIPIENT_REFUSED,
+            host=self.host,
+            recipient=self.addresses([recipient])[0],
+            message_id=message_id,
+            **self._reply_fields(explanation),
+        )
+
+    def permanent_failure(
+        self,
+        *,
+        attempts: int,
+        recipients: Iterable[str],
+        explanation: Explanation | None,
+        cause: str | None = None,
+        message_id: str | None = None,
+    ) -> None:
+        fields = self._reply_fields(explanation)
+        if cause is not None:
+            fields["cause"] = cause
+        _logger.error(
+            PERMANENT_FAILURE,
+            host=self.host,
+            attempts=attempts,
+            recipients=self.addresses(recipients),
+            message_id=message_id,
+            **fields,
+        )
+
+    def gave_up(
+        self,
+        *,
+        attempts: int,
+        elapsed: float,
+        recipients: Iterable[str],
+        explanation: Explanation | None,
+        cause: str | None = None,
+        retry_after: float | None = None,
+        message_id: str | None = None,
+    ) -> None:
+        fields = self._reply_fields(explanation)
+        if cause is not None:
+            fields["cause"] = cause
+        _logger.error(
+            GAVE_UP,
+            host=self.host,
+            attempts=attempts,
+            elapsed_s=round(elapsed, 3),
+            recipients=self.addresses(recipients),
+            retry_after_s=retry_after,
+            message_id=message_id,
+            **fields,
+        )
+
+    def ambiguous_delivery(
+        self, *, attempt: int, recipients: Iterable[str], reason: str, message_id: str | None
+    ) -> None:
+        _logger.warning(
+            AMBIGUOUS_DELIVERY,
+            host=self.host,
+            attempt=attempt,
+            recipients=self.addresses(recipients),
+            cause=(
+                "the connection was lost after the whole message was sent but before the server "
+                f"confirmed it ({reason}); it may or may not have been delivered"
+            ),
+            message_id=message_id,
+        )

@@ -1,0 +1,243 @@
+"""The aiosmtpd session behind ScriptedSMTPServer: one place where scripts replace replies.
+
+Every reply stage goes through :meth:`ScriptedSMTP._perform`: the greeting (intercepted at the
+first ``push``), each verb (aiosmtpd's ``smtp_*`` methods are wrapped once, in ``__init__``) and
+the reply after the final dot (the ``handle_DATA`` hook). A positive scripted reply runs the
+normal handling and swaps its text in at ``push``; anything else replaces the handling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, AnyStr
+
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from smtp_resilience.testing.actions import Action, Delay, Drop, Raw, Silence, render_reply
+
+if TYPE_CHECKING:
+    from smtp_resilience.testing.server import ScriptedSMTPServer
+
+__all__ = ["ScriptedSMTP", "make_protocol_factory"]
+
+Normal = Callable[[], Awaitable[None]]
+_SWALLOW = object()  # replacement state: the scripted reply went out, drop the normal lines
+
+
+async def _nothing() -> None:
+    return None
+
+
+class _Hooks:
+    """aiosmtpd handler hooks; they hand over to the session, which knows the script.
+
+    aiosmtpd finds hooks by their names (handle_<VERB>), hence the upper-case names.
+    """
+
+    async def handle_EHLO(  # noqa: N802
+        self,
+        server: ScriptedSMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname  # aiosmtpd leaves this to a handler that has the hook
+        if server.kit.auth is None:  # no accounts: do not advertise AUTH at all
+            responses = [line for line in responses if not line[4:].startswith("AUTH")]
+        return responses
+
+    async def handle_RCPT(  # noqa: N802
+        self,
+        server: ScriptedSMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        reply = server.kit._recipient_reply(address, len(envelope.rcpt_tos))
+        if reply is None or reply[:1] in ("2", "3"):
+            envelope.rcpt_tos.append(address)
+            envelope.rcpt_options.extend(rcpt_options)
+        return reply or "250 OK"
+
+    async def handle_DATA(  # noqa: N802
+        self, server: ScriptedSMTP, session: Session, envelope: Envelope
+    ) -> str:
+        return await server.end_of_data()
+
+
+_HOOKS = _Hooks()
+
+
+def _keep_help(wrapper: Any, method: Any) -> Any:
+    """Copy the HELP text aiosmtpd reads off its smtp_* methods onto the wrapper."""
+    for name in ("__smtp_syntax__", "__smtp_syntax_extended__", "__smtp_syntax_when__"):
+        if hasattr(method, name):
+            setattr(wrapper, name, getattr(method, name))
+    return wrapper
+
+
+class ScriptedSMTP(SMTP):
+    """One client connection to a ScriptedSMTPServer."""
+
+    def __init__(self, kit: ScriptedSMTPServer, loop: asyncio.AbstractEventLoop) -> None:
+        # aiosmtpd keeps command size limits on the class and bumps them per EHLO; keep them
+        # per connection so servers in different threads do not share them
+        self.command_size_limits = collections.defaultdict(lambda: SMTP.command_size_limit)
+        offer_tls = kit.starttls and kit.offer_starttls
+        super().__init__(
+            _HOOKS,
+            loop=loop,
+            hostname=kit.hostname,
+            ident="smtp_resilience test server",
+            enable_SMTPUTF8=True,
+            data_size_limit=kit.data_size_limit,
+            tls_context=kit.tls_context if offer_tls else None,
+            require_starttls=kit.require_starttls and offer_tls,
+            auth_require_tls=kit.auth_require_tls,
+            authenticator=self._check_credentials,
+        )
+        # set directly: aiosmtpd warns when AUTH is required without TLS, which tests do
+        self._auth_required = kit.require_auth
+        self.kit = kit
+        self._replacement: object = None  # None, a reply text to send instead, or _SWALLOW
+        self._greeting_pending = True
+        self._gone = False  # a script closed the connection: write nothing more
+        self._smtp_methods = {
+            verb: _keep_help(functools.partial(self._dispatch, verb, method), method)
+            for verb, method in self._smtp_methods.items()
+        }
+
+    # --- connection bookkeeping ----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        first = self.transport is None  # STARTTLS calls this again for the TLS layer
+        super().connection_made(transport)
+        if first:
+            self.kit._connection_made(self)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self.kit._connection_lost(self)
+        super().connection_lost(error)
+
+    def abort(self) -> None:
+        """Cut the connection at once (server shutdown)."""
+        self._gone = True
+        for transport in (self.transport, self._original_transport):
+            if transport is not None:
+                transport.abort()  # type: ignore[attr-defined]
+
+    def _hang_up(self) -> None:
+        self._gone = True
+        if self._handler_coroutine is not None:
+            self._handler_coroutine.cancel()  # like aiosmtpd's QUIT: end the command loop
+        if self.transport is not None:
+            self.transport.close()
+
+    # --- the single interception point -----------------------------------------------------
+
+    async def _dispatch(
+        self, verb: str, method: Callable[[str | None], Awaitable[None]], arg: str | None
+    ) -> None:
+        self.kit._record_command(verb)
+        try:
+            await self._perform(self.kit._take(verb), functools.partial(method, arg), verb)
+        finally:
+            self._replacement = None
+
+    async def _perform(self, action: Action | None, normal: Normal, stage: str) -> None:
+        if action is None:
+            await normal()
+        elif isinstance(action, Delay):
+            await asyncio.sleep(action.seconds)
+            await self._perform(action.then, normal, stage)
+        elif isinstance(action, Raw):
+            self._writer.write(action.data)
+            await self._writer.drain()
+            await self._perform(action.then, _nothing, stage)
+        elif isinstance(action, Drop | Silence):
+            if action.after_delivery:
+                self._record_delivery()
+            if isinstance(action, Drop):
+                self._hang_up()
+            else:  # ends when the client goes away or the server stops
+                await asyncio.get_running_loop().create_future()
+        else:
+            reply = render_reply(action)
+            if reply[:1] not in ("2", "3"):
+                await self._send(reply)
+            elif stage == "AUTH":  # the exchange is not run: accept without credentials
+                assert self.session is not None
+                self.session.authenticated = True
+                await self._send(reply)
+            else:
+                self._replacement = reply
+                await normal()
+
+    async def push(self, status: AnyStr) -> None:
+        if self._gone:
+            return
+        if self._greeting_pending:
+            self._greeting_pending = False
+            greeting = functools.partial(self.push, status)
+            await self._perform(self.kit._take("connect"), greeting, "connect")
+            self._replacement = None
+            return
+        if self._replacement is _SWALLOW:
+            return
+        if isinstance(self._replacement, str):
+            status, self._replacement = self._replacement, _SWALLOW  # type: ignore[assignment]
+        await self._send(status)
+
+    async def _send(self, reply: str | bytes) -> None:
+        data = reply.encode("utf-8") if isinstance(reply, str) else reply
+        self._writer.write(data + b"\r\n")
+        await self._writer.drain()
+        if data.startswith(b"421"):  # real servers close right after a 421
+            self._hang_up()
+
+    # --- end of data ------------------------------------------------------------------------
+
+    async def end_of_data(self) -> str:
+        self._replacement = None  # a scripted 354 was swallowing; this is a new reply
+
+        async def deliver() -> None:
+            self._record_delivery()
+            await self.push("250 OK")
+
+        await self._perform(self.kit._take("end of data"), deliver, "end of data")
+        self._replacement = _SWALLOW  # the reply went out above; aiosmtpd's push is dropped
+        return "250 OK"
+
+    def _record_delivery(self) -> None:
+        envelope, session = self.envelope, self.session
+        assert envelope is not None
+        assert session is not None
+        content = envelope.original_content or b""
+        login = getattr(session.auth_data, "login", None)
+        ssl_object = self.transport.get_extra_info("ssl_object") if self.transport else None
+        self.kit._record_delivery(
+            mail_from=envelope.mail_from or "",
+            rcpt_tos=envelope.rcpt_tos,
+            data=content,
+            mail_options=envelope.mail_options,
+            tls=ssl_object is not None,
+            login=login.decode("utf-8", "replace") if isinstance(login, bytes) else None,
+        )
+
+    def _check_credentials(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        accepted = isinstance(data, LoginPassword) and self.kit._login_ok(data.login, data.password)
+        # handled=False makes aiosmtpd send its 535 on failure
+        return AuthResult(success=accepted, handled=False, auth_data=data if accepted else None)
+
+
+def make_protocol_factory(
+    kit: ScriptedSMTPServer, loop: asyncio.AbstractEventLoop
+) -> Callable[[], asyncio.Protocol]:
+    return functools.partial(ScriptedSMTP, kit, loop)

@@ -1,0 +1,347 @@
+"""One message, delivered to each recipient exactly once.
+
+:class:`MailTransaction` drives MAIL, RCPT, DATA and the final dot over an ``smtplib.SMTP``
+connection, reads every reply, and keeps per-recipient state across attempts:
+
+- a recipient the server accepted *and* confirmed after the final dot is done: it is never in a
+  later transaction;
+- a recipient refused with a 5xx is done too, reported with its reply;
+- a recipient deferred with a 4xx (greylisting, "too many recipients") waits for a new
+  transaction while the accepted ones get the message now;
+- a connection lost after the final dot is ambiguous: reported, and retried only when the policy
+  says so.
+
+Healthy path: the same commands as ``smtplib.SMTP.sendmail``, a plain ``250`` check per reply and
+no classification; the knowledge base is consulted only when a reply is not what was hoped for.
+"""
+
+from __future__ import annotations
+
+import re
+import smtplib
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from smtp_resilience.classification import Decision, Verdict, classify
+from smtp_resilience.codes import Command
+from smtp_resilience.engine import TryAgain, run_with_retries
+from smtp_resilience.errors import (
+    AmbiguousDeliveryError,
+    SMTPResilienceError,
+    ambiguous_delivery,
+    connection_failed,
+    error_for,
+)
+from smtp_resilience.events import EventLog
+from smtp_resilience.policy import RetryPolicy
+from smtp_resilience.report import Attempt, DeliveryReport, Outcome, RecipientOutcome
+
+__all__ = ["MailTransaction", "prepare_payload"]
+
+Reply = tuple[int, bytes]
+
+_BARE_LINE_END = re.compile(rb"\r\n|\r|\n")
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+_MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(.*?)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
+
+
+def prepare_payload(message: str | bytes) -> tuple[bytes, bytes]:
+    """The message as smtplib would send it, and the same bytes dot-stuffed and terminated."""
+    if isinstance(message, str):
+        message = _BARE_LINE_END.sub(b"\r\n", message.encode("ascii"))
+    wire = _LEADING_DOT.sub(b"..", message)
+    if not wire.endswith(b"\r\n"):
+        wire += b"\r\n"
+    return message, wire + b".\r\n"
+
+
+def _message_id(message: bytes) -> str | None:
+    head = message.split(b"\r\n\r\n", 1)[0]
+    found = _MESSAGE_ID.search(head)
+    return found.group(1).decode("ascii", "replace") if found else None
+
+
+def _limits_recipients(verdict: Verdict) -> bool:
+    """452, 552 or X.5.3 to RCPT: the server takes only so many per transaction."""
+    explanation = verdict.explanation
+    enhanced = explanation.enhanced_status
+    if enhanced is not None and (enhanced.subject, enhanced.detail) == (5, 3):
+        return True
+    return explanation.code in (452, 552)
+
+
+class _StaleConnection(Exception):
+    """The reused connection was already closed by the server before MAIL."""
+
+
+class MailTransaction:
+    """Delivers one message; :meth:`run` returns the report and the error that ended it, if any."""
+
+    def __init__(
+        self,
+        smtp: smtplib.SMTP,
+        *,
+        policy: RetryPolicy,
+        log: EventLog,
+        ensure_session: Callable[[], bool],
+        sender: str,
+        recipients: Sequence[str],
+        message: str | bytes,
+        mail_options: Sequence[str] = (),
+        rcpt_options: Sequence[str] = (),
+    ) -> None:
+        self.smtp = smtp
+        self.policy = policy
+        self.log = log
+        self.ensure_session = ensure_session
+        self.sender = sender
+        self.message, self.wire = prepare_payload(message)
+        self.mail_options = tuple(mail_options)
+        self.rcpt_options = tuple(rcpt_options)
+        self.message_id = _message_id(self.message)
+        self.order = list(dict.fromkeys(recipients))  # the same address twice is one delivery
+        self.pending = list(self.order)
+        self.delivered: dict[str, Reply] = {}
+        self.refused: dict[str, Reply] = {}
+        self.deferred: dict[str, Reply] = {}
+        self.ambiguous: list[str] = []
+        self.history: list[Attempt] = []
+        self.attempt = 0
+        self.fatal = False  # the session, not the message, failed: raise even from send()
+
+    # -- the retry loop -------------------------------------------------------------------
+
+    def run(self) -> tuple[DeliveryReport, SMTPResilienceError | None]:
+        """Deliver; raise only when the session failed, else return what happened and why."""
+        started = self.policy.clock()
+        error: SMTPResilienceError | None = None
+        try:
+            run_with_retries(
+                self.policy,
+                self.log,
+                self._attempt,
+                history=self.history,
+                message_id=self.message_id,
+            )
+        except SMTPResilienceError as failure:
+            error = failure
+        report = self._report(error, self.policy.clock() - started)
+        if error is not None:
+            error.report = report
+            if self.fatal:
+                raise error
+        if report.delivered:
+            self.log.delivered(
+                attempts=report.attempts,
+                elapsed=report.elapsed,
+                accepted=report.delivered,
+                refused=[*report.refused, *report.deferred],
+                message_id=self.message_id,
+            )
+        return report, error
+
+    def _attempt(self) -> None:
+        self.attempt += 1
+        try:
+            fresh = self.ensure_session()
+        except SMTPResilienceError:
+            self.fatal = True
+            raise
+        while self.pending:
+            try:
+                progressed = self._transaction(reused=not fresh)
+            except _StaleConnection:
+                self.log.reconnecting(reason="the server had closed the idle connection")
+                self.ensure_session()
+                progressed = self._transaction(reused=False)
+            fresh = False
+            if not self.pending:
+                return
+            deferred = [
+                classify(*self.deferred[r], Command.RCPT, self.policy.overrides)
+                for r in self.pending
+            ]
+            if progressed and all(_limits_recipients(v) for v in deferred):
+                continue  # the server takes only so many per transaction: the rest go now
+            raise TryAgain(self._rcpt_error(self.pending, self.deferred), self.pending)
+
+    # -- one transaction ------------------------------------------------------------------
+
+    def _transaction(self, *, reused: bool) -> bool:
+        """One MAIL..dot exchange for the pending recipients; True if anyone got the message."""
+        smtp = self.smtp
+        batch = list(self.pending)
+        accepted: list[str] = []
+        stage = Command.MAIL
+        try:
+            options = list(self.mail_options)
+            if smtp.does_esmtp and smtp.has_extn("size"):
+                options.insert(0, f"SIZE={len(self.message)}")
+            code, reply = smtp.mail(self.sender, options)
+            if code != 250:
+                self._fail(code, reply, Command.MAIL, batch)
+            stage = Command.RCPT
+            for recipient in batch:
+                code, reply = smtp.rcpt(recipient, self.rcpt_options)
+                if code in (250, 251):
+                    accepted.append(recipient)
+                    continue
+                verdict = classify(code, reply, Command.RCPT, self.policy.overrides)
+                if verdict.decision is Decision.PROCEED:
+                    accepted.append(recipient)
+                elif verdict.decision is Decision.RETRY_RECIPIENT_LATER:
+                    self.deferred[recipient] = (code, reply)
+                elif verdict.decision is Decision.FAIL_RECIPIENT:
+                    self._refuse(recipient, (code, reply), verdict)
+                else:
+                    self._fail(code, reply, Command.RCPT, batch, verdict)
+            if not accepted:
+                self._reset()
+                if self.pending:
+                    raise TryAgain(self._rcpt_error(self.pending, self.deferred), self.pending)
+                if not self.delivered:
+                    raise self._rcpt_error(batch, self.refused)
+                return False
+            stage = Command.DATA
+            code, reply = smtp.docmd("data")
+            if code != 354:
+                self._fail(code, reply, Command.DATA, accepted)
+            smtp.send(self.wire)
+            stage = Command.END_OF_DATA  # from here on, a lost connection is ambiguous
+            code, reply = smtp.getreply()
+            if code != 250:
+                self._fail(code, reply, Command.END_OF_DATA, accepted)
+        except (SMTPResilienceError, TryAgain, smtplib.SMTPNotSupportedError):
+            raise
+        except smtplib.SMTPResponseException as exc:  # smtplib's own verdict: an overlong line
+            smtp.close()
+            self.fatal = True
+            raise error_for(-1, exc.smtp_error, stage) from None
+        except OSError as exc:  # dropped, reset or timed out
+            smtp.close()
+            if stage is Command.END_OF_DATA:
+                self._lost_after_dot(accepted, exc)
+            if stage is Command.MAIL and reused:
+                raise _StaleConnection from exc
+            error = connection_failed(str(exc) or type(exc).__name__, command=stage)
+            raise TryAgain(error, batch) from None
+        for recipient in accepted:
+            self.delivered[recipient] = (code, reply)
+            self.deferred.pop(recipient, None)
+        self.pending = [r for r in self.pending if r not in self.delivered]
+        return True
+
+    def _lost_after_dot(self, accepted: list[str], exc: OSError) -> NoReturn:
+        reason = str(exc) or type(exc).__name__
+        error = ambiguous_delivery(
+            reason, recipients={r: (-1, reason.encode()) for r in accepted}, sender=self.sender
+        )
+        self.log.ambiguous_delivery(
+            attempt=self.attempt, recipients=accepted, reason=reason, message_id=self.message_id
+        )
+        if self.policy.retry_ambiguous:
+            raise TryAgain(error, accepted) from None
+        self.ambiguous = accepted
+        raise error from None
+
+    def _fail(
+        self,
+        code: int,
+        reply: bytes,
+        command: Command,
+        recipients: Sequence[str],
+        verdict: Verdict | None = None,
+    ) -> NoReturn:
+        """Act on a reply that ends this transaction: tidy the connection, then raise."""
+        if verdict is None:
+            verdict = classify(code, reply, command, self.policy.overrides)
+        error = error_for(
+            code,
+            reply,
+            command,
+            {r: (code, reply) for r in recipients},
+            sender=self.sender,
+            retry_after=verdict.retry_after,
+            explanation=verdict.explanation,
+        )
+        if verdict.connection_closing:
+            self.smtp.close()  # 421: the server is going away even if it did not say so on DATA
+        else:
+            self._reset()
+        if verdict.transient:
+            raise TryAgain(error, recipients)
+        if verdict.decision is Decision.FAIL_EVERYTHING:
+            self.fatal = True
+        else:
+            for recipient in recipients:
+                self.refused[recipient] = (code, reply)
+            self.pending = [r for r in self.pending if r not in self.refused]
+        raise error
+
+    def _refuse(self, recipient: str, reply: Reply, verdict: Verdict) -> None:
+        self.refused[recipient] = reply
+        self.deferred.pop(recipient, None)
+        self.pending.remove(recipient)
+        self.log.recipient_refused(
+            recipient=recipient, explanation=verdict.explanation, message_id=self.message_id
+        )
+
+    def _rcpt_error(
+        self, recipients: Sequence[str], replies: dict[str, Reply]
+    ) -> SMTPResilienceError:
+        code, reply = replies[recipients[0]]
+        verdict = classify(code, reply, Command.RCPT, self.policy.overrides)
+        return error_for(
+            code,
+            reply,
+            Command.RCPT,
+            {r: replies[r] for r in recipients},
+            sender=self.sender,
+            retry_after=verdict.retry_after,
+            explanation=verdict.explanation,
+        )
+
+    def _reset(self) -> None:
+        """RSET so the connection can carry the next transaction; close it if even that fails."""
+        try:
+            code, _ = self.smtp.docmd("rset")
+        except OSError:
+            code = -1
+        if code != 250:
+            self.smtp.close()
+
+    # -- the outcome ----------------------------------------------------------------------
+
+    def undelivered(self) -> dict[str, Reply]:
+        """smtplib's "refused" dict: every recipient that did not get the message, with its reply."""
+        return {
+            r: self.refused.get(r) or self.deferred.get(r) or (-1, b"")
+            for r in self.order
+            if r not in self.delivered
+        }
+
+    def _report(self, error: SMTPResilienceError | None, elapsed: float) -> DeliveryReport:
+        last: Reply = (-1, b"")
+        if error is not None and error.explanation is not None:
+            last = (error.code or -1, error.explanation.text.encode())
+        outcomes = []
+        for recipient in self.order:
+            if recipient in self.delivered:
+                outcome, (code, reply) = Outcome.DELIVERED, self.delivered[recipient]
+            elif recipient in self.refused:
+                outcome, (code, reply) = Outcome.REFUSED, self.refused[recipient]
+            elif recipient in self.ambiguous:
+                outcome, (code, reply) = Outcome.AMBIGUOUS, (-1, b"")
+            else:
+                outcome, (code, reply) = Outcome.DEFERRED, self.deferred.get(recipient, last)
+            outcomes.append(
+                RecipientOutcome(recipient, outcome, code, reply.decode("utf-8", "replace"))
+            )
+        return DeliveryReport(
+            message_id=self.message_id,
+            sender=self.sender,
+            recipients=tuple(outcomes),
+            attempts=self.attempt,
+            history=tuple(self.history),
+            elapsed=elapsed,
+        )
