@@ -306,7 +306,8 @@ def _classify_reply(
         or decision is not _decide(code, basic_class, command, enhanced, False)
     ):
         action = f"treated as {override.value} by an override, so {action}"
-    if enhanced is not None and enhanced.detail_meaning is not None:
+    # Detail 0 ("no further detail") says less than the basic code does, so it does not replace it.
+    if enhanced is not None and enhanced.detail != 0 and enhanced.detail_meaning is not None:
         cause = enhanced.cause
     else:
         cause = facts.cause

@@ -17,7 +17,7 @@ import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from smtp_resilience.classification import classify
 from smtp_resilience.codes import Command
@@ -32,6 +32,9 @@ from smtp_resilience.events import EventLog
 from smtp_resilience.policy import RetryPolicy
 from smtp_resilience.report import DeliveryReport
 from smtp_resilience.transaction import MailTransaction
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer, SizedBuffer
 
 __all__ = ["ResilientSMTP", "ResilientSMTP_SSL"]
 
@@ -80,7 +83,7 @@ class ResilientSMTP(smtplib.SMTP):
         self.policy = policy if policy is not None else RetryPolicy.default()
         self.last_report = None
         self._log = EventLog("", mask=self.policy.mask_addresses)
-        self._target: tuple[str, int, tuple[str, int] | None] | None = None
+        self._target: tuple[str, int, Any] | None = None
         self._greeting_name: str | None = None
         self._starttls: _StartTLS | None = None
         self._login: _Login | None = None
@@ -94,7 +97,10 @@ class ResilientSMTP(smtplib.SMTP):
     # -- connecting and replaying the session -------------------------------------------
 
     def connect(
-        self, host: str = "localhost", port: int = 0, source_address: tuple[str, int] | None = None
+        self,
+        host: str = "localhost",
+        port: int = 0,
+        source_address: Any = None,  # whatever socket.create_connection takes
     ) -> tuple[int, bytes]:
         self._target = (host, port, source_address)
         self._log = EventLog(host, mask=self.policy.mask_addresses)
@@ -121,7 +127,7 @@ class ResilientSMTP(smtplib.SMTP):
             self._raise_for(code, reply, Command.GREETING)
         return code, reply
 
-    def _raise_for(self, code: int, reply: bytes, command: Command) -> None:
+    def _raise_for(self, code: int, reply: bytes | str, command: Command) -> None:
         verdict = classify(code, reply, command, self.policy.overrides)
         error = error_for(
             code, reply, command, retry_after=verdict.retry_after, explanation=verdict.explanation
@@ -178,8 +184,9 @@ class ResilientSMTP(smtplib.SMTP):
                         "reconnecting; refusing to continue in the clear"
                     )
                 context = self._starttls.context
-                self._step(Command.STARTTLS, lambda: super(ResilientSMTP, self).starttls(
-                    context=context))
+                self._step(
+                    Command.STARTTLS, lambda: super(ResilientSMTP, self).starttls(context=context)
+                )
                 self._greet()
             if self._login is not None:
                 login = self._login
@@ -261,7 +268,7 @@ class ResilientSMTP(smtplib.SMTP):
         self,
         from_addr: str,
         to_addrs: str | Sequence[str],
-        msg: str | bytes,
+        msg: SizedBuffer | str,
         mail_options: Sequence[str] = (),
         rcpt_options: Sequence[str] = (),
     ) -> dict[str, tuple[int, bytes]]:
@@ -304,7 +311,7 @@ class ResilientSMTP(smtplib.SMTP):
         return super().send_message(msg, from_addr, to_addrs, mail_options, rcpt_options)
 
     @overload
-    def send(self, s: str | bytes) -> None: ...
+    def send(self, s: ReadableBuffer | str) -> None: ...
 
     @overload
     def send(
@@ -318,7 +325,7 @@ class ResilientSMTP(smtplib.SMTP):
 
     def send(
         self,
-        s: email.message.Message | str | bytes,
+        s: email.message.Message | ReadableBuffer | str,
         from_addr: str | None = None,
         to_addrs: str | Sequence[str] | None = None,
         mail_options: Sequence[str] = (),
@@ -333,7 +340,7 @@ class ResilientSMTP(smtplib.SMTP):
         Given ``str`` or ``bytes`` instead of a message, this is smtplib's own low-level
         ``send`` (write raw data to the socket), which smtplib uses for every command.
         """
-        if isinstance(s, (str, bytes)):
+        if not isinstance(s, email.message.Message):
             return super().send(s)
         self._recipient_failure = None
         self.last_report = None

@@ -5,7 +5,8 @@ A deployment usually wants to tune retries without touching code. The three read
 
 * :func:`policy_from_mapping`: a dict (from JSON, YAML, Django settings...);
 * :func:`policy_from_env`: ``SMTP_RETRY_MAX_ATTEMPTS=3``, ``SMTP_RETRY_DEADLINE=2m``...;
-* :func:`policy_from_toml`: a table in a TOML file, ``[smtp_resilience]`` or ``[tool.smtp_resilience]``.
+* :func:`policy_from_toml`: a table in a TOML file (``[smtp_resilience]``,
+  ``[tool.smtp_resilience]``).
 
 Keys are the policy's fields (``max_attempts``, ``initial_delay``, ``max_delay``, ``multiplier``,
 ``jitter``, ``deadline``, ``retry_ambiguous``, ``honor_retry_hints``, ``mask_addresses``,
@@ -28,7 +29,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from smtp_resilience.overrides import Override, Overrides
+from smtp_resilience.overrides import Overrides
 from smtp_resilience.policy import RetryPolicy
 
 if sys.version_info >= (3, 11):
@@ -151,8 +152,8 @@ def _parse_number(value: object, *, field: str) -> float:
     return number
 
 
-# "pattern=value" entries separated by "," or ";". The key is matched lazily up to "=<word>" followed
-# by a separator or the end, so a text pattern may itself contain "=", "," or ";".
+# "pattern=value" entries separated by "," or ";". The key is matched lazily up to "=<word>"
+# followed by a separator or the end, so a text pattern may itself contain "=", "," or ";".
 _ENTRY = re.compile(r"\s*(?P<key>.+?)\s*=\s*(?P<value>[A-Za-z]+)\s*(?:[,;]|\Z)", re.DOTALL)
 
 
@@ -291,7 +292,9 @@ def _build(entries: Iterable[tuple[str, str, object]], base: RetryPolicy | None)
 
 def _normalise_key(key: object) -> str:
     if not isinstance(key, str):
-        raise PolicyConfigError(f"key {key!r} is not a string; valid keys: {', '.join(CONFIG_KEYS)}")
+        raise PolicyConfigError(
+            f"key {key!r} is not a string; valid keys: {', '.join(CONFIG_KEYS)}"
+        )
     return key.strip().replace("-", "_")
 
 
@@ -301,8 +304,8 @@ def policy_from_mapping(
     """A policy from a mapping of configuration keys (see :data:`CONFIG_KEYS`).
 
     Starts from ``base`` (the defaults when ``None``), applies ``preset`` first, then every other
-    key. ``overrides`` and ``text_overrides`` are added to the preset's and base's rules and win over
-    them for the same reply key.
+    key. ``overrides`` and ``text_overrides`` are added to the preset's and base's rules and win
+    over them for the same reply key.
     """
     if not isinstance(mapping, Mapping):
         raise PolicyConfigError(f"policy configuration must be a mapping, got {mapping!r}")
@@ -320,10 +323,10 @@ def policy_from_env(
 ) -> RetryPolicy:
     """A policy from environment variables such as ``SMTP_RETRY_MAX_ATTEMPTS=3``.
 
-    ``SMTP_RETRY_OVERRIDES`` and ``SMTP_RETRY_TEXT_OVERRIDES`` hold ``rule=value`` entries separated
-    by ``,`` or ``;``. A variable set to the empty string counts as unset (the usual way to clear one
-    in a shell or a compose file). Any other variable starting with ``prefix`` is an error, so a typo
-    cannot be silently ignored.
+    ``SMTP_RETRY_OVERRIDES`` and ``SMTP_RETRY_TEXT_OVERRIDES`` hold ``rule=value`` entries
+    separated by ``,`` or ``;``. A variable set to the empty string counts as unset (the usual way
+    to clear one in a shell or a compose file). Any other variable starting with ``prefix`` is an
+    error, so that a typo is not silently ignored.
     """
     source = os.environ if environ is None else environ
     valid = {f"{prefix}{key.upper()}": key for key in CONFIG_KEYS}

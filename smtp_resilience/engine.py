@@ -98,20 +98,20 @@ def run_with_retries(
     try:
         return retrying(again)
     except TryAgain as last:
-        error = last.error
-        history.append(_record(count, error, None))
-        error.attempts = count
-        error.history = tuple(history)
+        final = last.error
+        history.append(_record(count, final, None))
+        final.attempts = count
+        final.history = tuple(history)
         log.gave_up(
             attempts=count,
             elapsed=policy.clock() - started,
             recipients=last.recipients,
-            explanation=error.explanation,
-            cause=None if error.explanation is not None else str(error),
-            retry_after=error.retry_after,
+            explanation=final.explanation,
+            cause=None if final.explanation is not None else str(final),
+            retry_after=final.retry_after,
             message_id=message_id,
         )
-        raise error from None
+        raise final from None
     except SMTPResilienceError as error:
         _failed_for_good(log, error, count, history, message_id)
         raise

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +97,38 @@ class RetryPolicy:
     def no_retry(cls) -> RetryPolicy:
         """Classify and map every reply, log it, never retry: for callers with their own queue."""
         return cls(max_attempts=1)
+
+    @classmethod
+    def from_mapping(
+        cls, mapping: Mapping[str, object], *, base: RetryPolicy | None = None
+    ) -> RetryPolicy:
+        """A policy from configuration keys (see :func:`.config.policy_from_mapping`)."""
+        from smtp_resilience.config import policy_from_mapping  # config imports this module
+
+        return policy_from_mapping(mapping, base=base)
+
+    @classmethod
+    def from_env(
+        cls, prefix: str = "SMTP_RETRY_", environ: Mapping[str, str] | None = None
+    ) -> RetryPolicy:
+        """A policy from ``SMTP_RETRY_*`` variables (see :func:`.config.policy_from_env`)."""
+        from smtp_resilience.config import policy_from_env
+
+        return policy_from_env(prefix, environ)
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str], table: str = "smtp_resilience") -> RetryPolicy:
+        """A policy from a TOML table (see :func:`.config.policy_from_toml`)."""
+        from smtp_resilience.config import policy_from_toml
+
+        return policy_from_toml(path, table)
+
+    @classmethod
+    def preset(cls, name: str) -> RetryPolicy:
+        """A provider preset such as "gmail" (see :mod:`.providers`)."""
+        from smtp_resilience.providers import preset
+
+        return preset(name)
 
     def replace(self, **changes: Any) -> RetryPolicy:
         """A copy with some fields changed (validated like a new policy)."""

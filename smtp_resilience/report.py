@@ -17,7 +17,7 @@ __all__ = ["Attempt", "DeliveryReport", "Outcome", "RecipientOutcome"]
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """One failed try and what followed it: the reply that ended it and the delay before the next."""
+    """One failed try: the reply that ended it and the delay before the next one."""
 
     number: int
     code: int | None

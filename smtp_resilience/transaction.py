@@ -20,13 +20,12 @@ from __future__ import annotations
 import re
 import smtplib
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from smtp_resilience.classification import Decision, Verdict, classify
 from smtp_resilience.codes import Command
 from smtp_resilience.engine import TryAgain, run_with_retries
 from smtp_resilience.errors import (
-    AmbiguousDeliveryError,
     SMTPResilienceError,
     ambiguous_delivery,
     connection_failed,
@@ -35,6 +34,9 @@ from smtp_resilience.errors import (
 from smtp_resilience.events import EventLog
 from smtp_resilience.policy import RetryPolicy
 from smtp_resilience.report import Attempt, DeliveryReport, Outcome, RecipientOutcome
+
+if TYPE_CHECKING:
+    from _typeshed import SizedBuffer
 
 __all__ = ["MailTransaction", "prepare_payload"]
 
@@ -45,10 +47,12 @@ _LEADING_DOT = re.compile(rb"(?m)^\.")
 _MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(.*?)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
 
 
-def prepare_payload(message: str | bytes) -> tuple[bytes, bytes]:
+def prepare_payload(message: SizedBuffer | str) -> tuple[bytes, bytes]:
     """The message as smtplib would send it, and the same bytes dot-stuffed and terminated."""
     if isinstance(message, str):
         message = _BARE_LINE_END.sub(b"\r\n", message.encode("ascii"))
+    elif not isinstance(message, bytes):
+        message = bytes(message)
     wire = _LEADING_DOT.sub(b"..", message)
     if not wire.endswith(b"\r\n"):
         wire += b"\r\n"
@@ -86,7 +90,7 @@ class MailTransaction:
         ensure_session: Callable[[], bool],
         sender: str,
         recipients: Sequence[str],
-        message: str | bytes,
+        message: SizedBuffer | str,
         mail_options: Sequence[str] = (),
         rcpt_options: Sequence[str] = (),
     ) -> None:
@@ -225,6 +229,9 @@ class MailTransaction:
                 raise _StaleConnection from exc
             error = connection_failed(str(exc) or type(exc).__name__, command=stage)
             raise TryAgain(error, batch) from None
+        except BaseException:
+            smtp.close()  # e.g. an address smtplib cannot encode: never leave a half-done MAIL
+            raise
         for recipient in accepted:
             self.delivered[recipient] = (code, reply)
             self.deferred.pop(recipient, None)
@@ -313,7 +320,7 @@ class MailTransaction:
     # -- the outcome ----------------------------------------------------------------------
 
     def undelivered(self) -> dict[str, Reply]:
-        """smtplib's "refused" dict: every recipient that did not get the message, with its reply."""
+        """smtplib's "refused" dict: each recipient that did not get the message, and why."""
         return {
             r: self.refused.get(r) or self.deferred.get(r) or (-1, b"")
             for r in self.order

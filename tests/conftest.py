@@ -45,7 +45,9 @@ def policy(clock: FakeClock) -> RetryPolicy:
     )
 
 
-def make_message(*recipients: str, subject: str = "hello", message_id: str | None = None) -> EmailMessage:
+def make_message(
+    *recipients: str, subject: str = "hello", message_id: str | None = None
+) -> EmailMessage:
     message = EmailMessage()
     message["From"] = "app@example.com"
     message["To"] = ", ".join(recipients)

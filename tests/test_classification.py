@@ -430,6 +430,15 @@ def test_an_unregistered_enhanced_detail_falls_back_to_the_command_specific_caus
     assert explanation.cause == cause_for(550, Command.RCPT)
 
 
+@pytest.mark.parametrize("text", ["4.7.0 try later", "4.0.0 closing"])
+def test_an_enhanced_detail_of_zero_keeps_the_basic_codes_cause(text: str) -> None:
+    from smtp_resilience.codes import cause_for
+
+    explanation = explain(421, text, Command.MAIL)
+    assert explanation.enhanced_status is not None
+    assert explanation.cause == cause_for(421, Command.MAIL)
+
+
 def test_a_malformed_reply_is_explained_with_its_text() -> None:
     assert str(explain("55x", "oops", Command.RCPT)) == (
         "malformed reply 'oops' (RCPT): the server sent a reply that is not a valid SMTP reply "

@@ -94,7 +94,9 @@ def test_dropped_connection_before_the_dot_reconnects_and_delivers_once(
     assert smtp_server.delivered_to(B) == 1
 
 
-def test_timeout_before_the_dot_reconnects(smtp_server: ScriptedSMTPServer, policy: RetryPolicy) -> None:
+def test_timeout_before_the_dot_reconnects(
+    smtp_server: ScriptedSMTPServer, policy: RetryPolicy
+) -> None:
     smtp_server.script("RCPT", Silence())
     with client(smtp_server, policy, timeout=0.3) as smtp:
         smtp.send_message(make_message(A))
@@ -122,7 +124,8 @@ def test_reconnect_replays_ehlo_name_starttls_and_login(policy: RetryPolicy) -> 
             smtp.login("app", "s3cret")
             smtp.send_message(make_message(A))
         (delivery,) = server.deliveries
-        assert delivery.tls and delivery.login == "app"
+        assert delivery.tls
+        assert delivery.login == "app"
         assert server.connections == 2
         assert server.commands.count("STARTTLS") == 2
         assert server.commands.count("AUTH") == 2
@@ -181,7 +184,9 @@ def test_deferred_recipient_that_never_recovers_is_returned_as_refused(
         report = smtp.last_report
     assert refused == {B: (451, b"4.7.1 greylisted")}
     assert smtp_server.delivered_to(A) == 1
-    assert report is not None and report.deferred == (B,) and report.attempts == 3
+    assert report is not None
+    assert report.deferred == (B,)
+    assert report.attempts == 3
 
 
 # -- 4. RCPT 5xx: that recipient fails for good ------------------------------------------------
@@ -234,9 +239,8 @@ def test_permanent_reply_raises_the_mapped_error_without_retrying(
     smtplib_type: type[Exception],
 ) -> None:
     smtp_server.script(command, reply)
-    with pytest.raises(error_type) as caught:
-        with client(smtp_server, policy) as smtp:
-            smtp.send_message(make_message(A))
+    with pytest.raises(error_type) as caught, client(smtp_server, policy) as smtp:
+        smtp.send_message(make_message(A))
     assert isinstance(caught.value, smtplib_type)
     assert clock.sleeps == []
     assert smtp_server.delivered_to(A) == 0
@@ -259,7 +263,9 @@ def test_connection_lost_after_the_dot_is_ambiguous_and_not_retried(
     assert caught.value.report.message_id == message["Message-ID"]
 
 
-def test_timeout_after_the_dot_is_ambiguous(smtp_server: ScriptedSMTPServer, policy: RetryPolicy) -> None:
+def test_timeout_after_the_dot_is_ambiguous(
+    smtp_server: ScriptedSMTPServer, policy: RetryPolicy
+) -> None:
     smtp_server.script("end of data", Silence(after_delivery=True))
     with client(smtp_server, policy, timeout=0.3) as smtp:
         report = smtp.send(make_message(A))
@@ -286,9 +292,9 @@ def test_policy_exhaustion_raises_the_last_transient_error_with_history(
     smtp_server: ScriptedSMTPServer, policy: RetryPolicy, clock: FakeClock
 ) -> None:
     smtp_server.script("MAIL", *["451 4.3.0 try later"] * 3, "450 4.2.1 slow down")
-    with client(smtp_server, policy.replace(max_attempts=4)) as smtp:
-        with pytest.raises(MailboxBusy) as caught:
-            smtp.send_message(make_message(A))
+    smtp = client(smtp_server, policy.replace(max_attempts=4))
+    with smtp, pytest.raises(MailboxBusy) as caught:
+        smtp.send_message(make_message(A))
     error = caught.value
     assert error.attempts == 4
     assert [(a.number, a.code, a.delay) for a in error.history] == [
@@ -297,7 +303,8 @@ def test_policy_exhaustion_raises_the_last_transient_error_with_history(
         (3, 451, 4.0),
         (4, 450, None),
     ]
-    assert error.report is not None and error.report.deferred == (A,)
+    assert error.report is not None
+    assert error.report.deferred == (A,)
     assert isinstance(error, smtplib.SMTPSenderRefused)
 
 
@@ -308,9 +315,9 @@ def test_sleep_that_would_cross_the_deadline_is_not_taken(
     smtp_server: ScriptedSMTPServer, policy: RetryPolicy, clock: FakeClock
 ) -> None:
     smtp_server.script("MAIL", *["451 4.3.0 try later"] * 10)
-    with client(smtp_server, policy.replace(max_attempts=10, deadline=5.0)) as smtp:
-        with pytest.raises(LocalErrorInProcessing) as caught:
-            smtp.send_message(make_message(A))
+    smtp = client(smtp_server, policy.replace(max_attempts=10, deadline=5.0))
+    with smtp, pytest.raises(LocalErrorInProcessing) as caught:
+        smtp.send_message(make_message(A))
     assert clock.sleeps == [1.0, 2.0]  # the next one (4 s) would end at 7 s > 5 s
     assert caught.value.attempts == 3
 
@@ -331,9 +338,9 @@ def test_retry_hint_past_the_deadline_gives_up_now_with_the_hint(
     smtp_server: ScriptedSMTPServer, policy: RetryPolicy, clock: FakeClock
 ) -> None:
     smtp_server.script("RCPT", "450 4.2.0 greylisted, retry in 5 minutes")
-    with client(smtp_server, policy.replace(deadline=60.0)) as smtp:
-        with pytest.raises(MailboxBusy) as caught:
-            smtp.send_message(make_message(A))
+    smtp = client(smtp_server, policy.replace(deadline=60.0))
+    with smtp, pytest.raises(MailboxBusy) as caught:
+        smtp.send_message(make_message(A))
     assert clock.sleeps == []
     assert caught.value.retry_after == 300.0
 
@@ -429,18 +436,22 @@ def test_every_retry_and_failure_is_logged_with_a_readable_cause(
     by_name = {e["event"]: e for e in events}
     retry = by_name["smtp.retry_scheduled"]
     assert retry["log_level"] == "warning"
-    assert retry["code"] == 451 and retry["enhanced_status"] == "4.7.1"
+    assert retry["code"] == 451
+    assert retry["enhanced_status"] == "4.7.1"
     assert retry["recipients"] == [C]
     assert retry["server_said"] == (
         f"host {smtp_server.host} said: 451 4.7.1 greylisted (in reply to RCPT TO)"
     )
     assert retry["cause"]
     refused = by_name["smtp.recipient_refused"]
-    assert refused["recipient"] == B and "does not exist" in refused["cause"]
+    assert refused["recipient"] == B
+    assert "does not exist" in refused["cause"]
     gave_up = by_name["smtp.gave_up"]
-    assert gave_up["log_level"] == "error" and gave_up["attempts"] == 2
+    assert gave_up["log_level"] == "error"
+    assert gave_up["attempts"] == 2
     delivered = by_name["smtp.delivered"]
-    assert delivered["accepted"] == [A] and delivered["refused"] == [B, C]
+    assert delivered["accepted"] == [A]
+    assert delivered["refused"] == [B, C]
 
 
 def test_addresses_are_masked_when_the_policy_asks(
@@ -450,8 +461,10 @@ def test_addresses_are_masked_when_the_policy_asks(
     with capture_logs() as events, client(smtp_server, policy.replace(mask_addresses=True)) as smtp:
         smtp.send_message(make_message(A, B))
     text = repr(events)
-    assert A not in text and B not in text
-    assert "a***@example.com" in text and "b***@example.com" in text
+    assert A not in text
+    assert B not in text
+    assert "a***@example.com" in text
+    assert "b***@example.com" in text
 
 
 def test_credentials_never_reach_logs_errors_or_repr(policy: RetryPolicy) -> None:
@@ -466,4 +479,3 @@ def test_credentials_never_reach_logs_errors_or_repr(policy: RetryPolicy) -> Non
             shown = repr(smtp)
     assert "s3cret-pw" not in repr(events) + shown
     assert server.delivered_to(A) == 1
-
