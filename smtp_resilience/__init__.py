@@ -8,6 +8,7 @@ and every failure is logged with a plain-language cause. See the README for the 
 from smtp_resilience.classification import Decision, Explanation, Verdict, classify, explain
 from smtp_resilience.client import ResilientSMTP, ResilientSMTP_SSL
 from smtp_resilience.codes import Category, Command, ReplyClass, ReplyCode, reply_code
+from smtp_resilience.config import PolicyConfigError
 from smtp_resilience.enhanced import EnhancedStatus, parse_enhanced_status
 from smtp_resilience.errors import (
     AccessDenied,
@@ -38,9 +39,11 @@ from smtp_resilience.errors import (
 )
 from smtp_resilience.overrides import Override, Overrides
 from smtp_resilience.policy import RetryPolicy
+from smtp_resilience.providers import PRESETS
 from smtp_resilience.report import Attempt, DeliveryReport, Outcome, RecipientOutcome
 
 __all__ = [
+    "PRESETS",
     "AccessDenied",
     "AmbiguousDeliveryError",
     "Attempt",
@@ -67,6 +70,7 @@ __all__ = [
     "ParameterNotImplemented",
     "ParameterSyntaxError",
     "PermanentSMTPError",
+    "PolicyConfigError",
     "ProtocolError",
     "RecipientOutcome",
     "ReplyClass",

@@ -13,7 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-__all__ = ["DETAIL_MEANINGS", "SUBJECT_MEANINGS", "EnhancedStatus", "parse_enhanced_status"]
+__all__ = [
+    "DETAIL_MEANINGS",
+    "SUBJECT_MEANINGS",
+    "TRANSIENT_DETAIL_MEANINGS",
+    "EnhancedStatus",
+    "parse_enhanced_status",
+]
 
 SUBJECT_MEANINGS: Mapping[int, str] = MappingProxyType(
     {
@@ -125,6 +131,17 @@ that this project knows (the same meaning applies to classes 2, 4 and 5)."""
 
 _CLASS_WORDS: Mapping[int, str] = MappingProxyType({2: "success", 4: "transient", 5: "permanent"})
 
+# Where a 4.x.x means something gentler than its 5.x.x twin, say so: "451 4.7.1" is greylisting
+# far more often than a refusal, and a reader should not be told the message was refused.
+TRANSIENT_DETAIL_MEANINGS: Mapping[tuple[int, int], str] = MappingProxyType(
+    {
+        (2, 1): "the mailbox is not taking messages right now (often: receiving mail too fast)",
+        (2, 2): "the mailbox is full for now",
+        (3, 1): "the receiving mail system is short of storage for now",
+        (7, 1): "the receiver's policy is holding the message back for now, often greylisting",
+    }
+)
+
 # Class 2, 4 or 5; subject and detail 1-3 digits without leading zeros (so str() reproduces the
 # token); the token must end at whitespace or the end of the text ("5.1.1x" is not a status code).
 # [0-9] rather than \d, which would also accept non-ASCII digits.
@@ -150,7 +167,10 @@ class EnhancedStatus:
     @property
     def detail_meaning(self) -> str | None:
         """The registered detail in plain language, or ``None`` if this detail is not registered."""
-        return DETAIL_MEANINGS.get((self.subject, self.detail))
+        key = (self.subject, self.detail)
+        if self.status_class == 4 and key in TRANSIENT_DETAIL_MEANINGS:
+            return TRANSIENT_DETAIL_MEANINGS[key]
+        return DETAIL_MEANINGS.get(key)
 
     @property
     def cause(self) -> str:

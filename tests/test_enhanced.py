@@ -210,3 +210,20 @@ def test_parse_with_any_basic_code_never_raises(text: str, basic_code: int | Non
     status = parse_enhanced_status(text, basic_code)
     if status is not None and basic_code is not None:
         assert status.status_class == basic_code // 100
+
+
+@pytest.mark.parametrize(("subject", "detail"), [(2, 1), (2, 2), (3, 1), (7, 1)])
+def test_transient_class_reads_gentler_than_its_permanent_twin(subject: int, detail: int) -> None:
+    transient = parse_enhanced_status(f"4.{subject}.{detail} try later", 451)
+    permanent = parse_enhanced_status(f"5.{subject}.{detail} refused", 550)
+    assert transient is not None
+    assert permanent is not None
+    assert transient.cause != permanent.cause
+    assert "for now" in transient.cause or "right now" in transient.cause
+
+
+def test_greylisting_is_not_explained_as_a_refusal() -> None:
+    status = parse_enhanced_status("4.7.1 greylisted, try again later", 451)
+    assert status is not None
+    assert "greylisting" in status.cause
+    assert "refused" not in status.cause
