@@ -1,4 +1,4 @@
-"""A web app's mail helper: send now, or hand the message to a queue with exactly who still needs it.
+"""A web app's mail helper: send now, or queue the message for exactly those still waiting.
 
 A request handler cannot wait minutes for a greylisting server. It tries for a few seconds
 (``deadline``), then ``ResilientSMTP.send`` returns a DeliveryReport saying, per recipient, whether
