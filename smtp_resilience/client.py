@@ -53,7 +53,15 @@ class _Login:
 
 @dataclass(frozen=True, slots=True)
 class _StartTLS:
+    """The application's STARTTLS call, replayed as it was made."""
+
     context: ssl.SSLContext | None
+    keyfile: str | None = None  # smtplib's deprecated pair, passed on only when given
+    certfile: str | None = None
+
+    def arguments(self) -> dict[str, Any]:
+        given = {"keyfile": self.keyfile, "certfile": self.certfile}
+        return {"context": self.context, **{k: v for k, v in given.items() if v is not None}}
 
 
 class ResilientSMTP(smtplib.SMTP):
@@ -183,10 +191,8 @@ class ResilientSMTP(smtplib.SMTP):
                         "the session used STARTTLS but the server no longer offers it after "
                         "reconnecting; refusing to continue in the clear"
                     )
-                context = self._starttls.context
-                self._step(
-                    Command.STARTTLS, lambda: super(ResilientSMTP, self).starttls(context=context)
-                )
+                step = self._starttls
+                self._step(Command.STARTTLS, lambda: self._replay_starttls(step))
                 self._greet()
             if self._login is not None:
                 login = self._login
@@ -221,21 +227,18 @@ class ResilientSMTP(smtplib.SMTP):
         certfile: str | None = None,
         context: ssl.SSLContext | None = None,
     ) -> tuple[int, bytes]:
-        if keyfile is not None or certfile is not None:
-            # smtplib deprecated these; one context covers both and replays cleanly
-            context = context or ssl.create_default_context()
-            if certfile is not None:
-                context.load_cert_chain(certfile, keyfile)
+        step = _StartTLS(context, keyfile, certfile)
 
         def upgrade() -> tuple[int, bytes]:
             self._ensure_session()
-            return self._step(
-                Command.STARTTLS, lambda: super(ResilientSMTP, self).starttls(context=context)
-            )
+            return self._step(Command.STARTTLS, lambda: self._replay_starttls(step))
 
         result = self._retrying(upgrade)
-        self._starttls = _StartTLS(context)
+        self._starttls = step
         return result
+
+    def _replay_starttls(self, step: _StartTLS) -> tuple[int, bytes]:
+        return super().starttls(**step.arguments())
 
     def login(
         self, user: str, password: str, *, initial_response_ok: bool = True
