@@ -479,3 +479,31 @@ def test_credentials_never_reach_logs_errors_or_repr(policy: RetryPolicy) -> Non
             shown = repr(smtp)
     assert "s3cret-pw" not in repr(events) + shown
     assert server.delivered_to(A) == 1
+
+
+# -- connection hygiene ----------------------------------------------------------------------
+
+
+def test_idle_connection_closed_by_the_server_is_reopened_without_a_wait(
+    smtp_server: ScriptedSMTPServer, policy: RetryPolicy, clock: FakeClock
+) -> None:
+    with client(smtp_server, policy) as smtp:
+        smtp.send_message(make_message(A))
+        smtp_server.script("MAIL", Drop())  # as a server does after its idle timeout
+        smtp.send_message(make_message(B))
+        report = smtp.last_report
+    assert smtp_server.delivered_to(B) == 1
+    assert clock.sleeps == []
+    assert report is not None
+    assert report.attempts == 1
+
+
+def test_address_smtplib_cannot_encode_leaves_no_half_done_transaction(
+    smtp_server: ScriptedSMTPServer, policy: RetryPolicy
+) -> None:
+    with client(smtp_server, policy) as smtp:
+        with pytest.raises(UnicodeEncodeError):
+            smtp.sendmail("app@example.com", ["jos\u00e9@example.com"], b"Subject: x\r\n\r\nhi\r\n")
+        assert smtp.sock is None
+        smtp.sendmail("app@example.com", [A], b"Subject: x\r\n\r\nhi\r\n")
+    assert smtp_server.delivered_to(A) == 1
