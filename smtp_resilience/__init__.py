@@ -41,6 +41,7 @@ from smtp_resilience.overrides import Override, Overrides
 from smtp_resilience.policy import RetryPolicy
 from smtp_resilience.providers import PRESETS
 from smtp_resilience.report import Attempt, DeliveryReport, Outcome, RecipientOutcome
+from smtp_resilience.wrappers import patch, patched, retrying, unpatch
 
 __all__ = [
     "PRESETS",
@@ -90,5 +91,9 @@ __all__ = [
     "error_for",
     "explain",
     "parse_enhanced_status",
+    "patch",
+    "patched",
     "reply_code",
+    "retrying",
+    "unpatch",
 ]

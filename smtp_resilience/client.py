@@ -27,6 +27,7 @@ from smtp_resilience.errors import (
     TLSDowngradeRefused,
     connection_failed,
     error_for,
+    error_from_smtplib,
 )
 from smtp_resilience.events import EventLog
 from smtp_resilience.policy import RetryPolicy
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["ResilientSMTP", "ResilientSMTP_SSL"]
 
 T = TypeVar("T")
+_MAXIMUM_LINE = 8192  # smtplib's own limit on one reply line
 _DEFAULT_TIMEOUT: Any = socket._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
 
 
@@ -96,6 +98,7 @@ class ResilientSMTP(smtplib.SMTP):
         self._starttls: _StartTLS | None = None
         self._login: _Login | None = None
         self._in_auth = False
+        self._carried_mail = False
         self._recipient_failure: SMTPResilienceError | None = None
 
     def __repr__(self) -> str:
@@ -118,6 +121,7 @@ class ResilientSMTP(smtplib.SMTP):
         assert self._target is not None
         host, port, source_address = self._target
         # a new connection is a new session: forget what the last server said about itself
+        self._carried_mail = False
         self.helo_resp = self.ehlo_resp = None
         self.esmtp_features = {}
         self.does_esmtp = False
@@ -126,6 +130,9 @@ class ResilientSMTP(smtplib.SMTP):
         except smtplib.SMTPResponseException as exc:  # an overlong greeting line
             self.close()
             raise error_for(-1, exc.smtp_error, Command.GREETING) from None
+        except ssl.SSLCertVerificationError:
+            self.close()
+            raise  # a certificate the client does not trust will not become trusted by retrying
         except OSError as exc:
             self.close()
             reason = f"could not connect to {host}:{port}: {exc or type(exc).__name__}"
@@ -140,22 +147,25 @@ class ResilientSMTP(smtplib.SMTP):
         error = error_for(
             code, reply, command, retry_after=verdict.retry_after, explanation=verdict.explanation
         )
+        self.close()  # a failed session step leaves the session unusable: start over
         if verdict.transient:
-            self.close()  # a failed session step leaves the session unusable: start over
             raise TryAgain(error)
-        if verdict.connection_closing:
-            self.close()
         raise error
 
     def _step(self, command: Command, call: Callable[[], T]) -> T:
         """Run one smtplib session call, turning its failures into the engine's terms."""
         try:
             return call()
-        except (SMTPResilienceError, smtplib.SMTPNotSupportedError):
+        except SMTPResilienceError:
             raise
+        except smtplib.SMTPNotSupportedError as exc:  # e.g. STARTTLS or AUTH not offered at all
+            raise error_from_smtplib(exc, command) from exc
         except smtplib.SMTPResponseException as exc:
             self._raise_for(exc.smtp_code, exc.smtp_error, command)
             raise  # unreachable: _raise_for always raises
+        except ssl.SSLCertVerificationError:
+            self.close()
+            raise  # not transient: retrying cannot make the certificate trusted
         except OSError as exc:
             self.close()
             error = connection_failed(str(exc) or type(exc).__name__, command=command)
@@ -163,21 +173,25 @@ class ResilientSMTP(smtplib.SMTP):
 
     def _greet(self) -> None:
         if self.helo_resp is None and self.ehlo_resp is None:
-            if self._greeting_name is None:
-                self._step(Command.EHLO, super().ehlo_or_helo_if_needed)
-            else:
-                name = self._greeting_name
-                self._step(Command.EHLO, lambda: self._checked_ehlo(name))
+            self._step(Command.EHLO, self._ehlo_or_helo)
 
-    def _checked_ehlo(self, name: str) -> None:
+    def _ehlo_or_helo(self) -> None:
+        """smtplib's EHLO-then-HELO, with the application's own name and garbage read as such."""
+        name = self._greeting_name or ""
         code, reply = super().ehlo(name)
+        if code == -1:  # smtplib would try HELO on a reply it could not read
+            raise smtplib.SMTPHeloError(code, reply)
         if not 200 <= code <= 299:
             code, reply = super().helo(name)
             if not 200 <= code <= 299:
                 raise smtplib.SMTPHeloError(code, reply)
 
     def _ensure_session(self) -> bool:
-        """Make the connection ready for a transaction; True if it had to be reopened."""
+        """Make the connection ready for a transaction.
+
+        True when the connection has already carried a transaction, so the server may have
+        closed it while it sat idle; False when it is new.
+        """
         if self.sock is None:
             if self._target is None:
                 raise smtplib.SMTPServerDisconnected("please run connect() first")
@@ -197,9 +211,9 @@ class ResilientSMTP(smtplib.SMTP):
             if self._login is not None:
                 login = self._login
                 self._step(Command.AUTH, lambda: self._replay_login(login))
-            return True
+            return False
         self._greet()
-        return False
+        return self._carried_mail
 
     def _replay_login(self, login: _Login) -> tuple[int, bytes]:
         return super().login(
@@ -208,6 +222,54 @@ class ResilientSMTP(smtplib.SMTP):
 
     def _retrying(self, call: Callable[[], T]) -> T:
         return run_with_retries(self.policy, self._log, call)
+
+    # -- reading replies -------------------------------------------------------------------
+
+    def getreply(self) -> tuple[int, bytes]:
+        """smtplib's reply reader, stricter about what counts as a reply.
+
+        Every line of a multiline reply must carry the same code [RFC 5321 §4.2.1]; smtplib keeps
+        the last line's, so ``550-no`` then ``250 ok`` would read as success. Such a reply, like
+        one too long to be a reply, reads as code -1 (malformed), as smtplib already does for a
+        reply without digits, and the connection is closed: nothing after it can be trusted.
+        """
+        lines: list[bytes] = []
+        if self.file is None:
+            if self.sock is None:
+                raise smtplib.SMTPServerDisconnected("please run connect() first")
+            self.file = self.sock.makefile("rb")
+        code = -1
+        while True:
+            try:
+                line = self.file.readline(_MAXIMUM_LINE + 1)
+            except OSError as exc:
+                self.close()
+                raise smtplib.SMTPServerDisconnected(
+                    f"Connection unexpectedly closed: {exc}"
+                ) from exc
+            if not line:
+                self.close()
+                raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+            if self.debuglevel > 0:
+                self._print_debug("reply:", repr(line))
+            if len(line) > _MAXIMUM_LINE:
+                self.close()
+                return -1, b"reply line too long (over %d bytes)" % _MAXIMUM_LINE
+            lines.append(line[4:].strip(b" \t\r\n"))
+            try:
+                line_code = int(line[:3])
+            except ValueError:
+                return -1, b"\n".join(lines)
+            if code not in (-1, line_code):
+                self.close()
+                return -1, b"multiline reply with disagreeing codes: " + b" / ".join(lines)
+            code = line_code
+            if line[3:4] != b"-":
+                break
+        reply = b"\n".join(lines)
+        if self.debuglevel > 0:
+            self._print_debug(f"reply: retcode ({code}); Msg: {reply!r}")
+        return code, reply
 
     # -- calls the application makes, remembered for replay ------------------------------
 
@@ -288,7 +350,10 @@ class ResilientSMTP(smtplib.SMTP):
             mail_options=mail_options,
             rcpt_options=rcpt_options,
         )
-        report, error = transaction.run()
+        try:
+            report, error = transaction.run()
+        finally:
+            self._carried_mail = self.sock is not None
         self.last_report = report
         if error is not None and (not report.delivered or report.ambiguous):
             self._recipient_failure = error
@@ -396,8 +461,8 @@ class ResilientSMTP_SSL(ResilientSMTP, smtplib.SMTP_SSL):  # noqa: N801 - mirror
         policy: RetryPolicy | None = None,
     ) -> None:
         self._prepare(policy)
-        smtplib.SMTP_SSL.__init__(
-            self,
+        # super() past ResilientSMTP is smtplib.SMTP_SSL, even while smtplib is patched
+        super(ResilientSMTP, self).__init__(
             host,
             port,
             local_hostname,

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from smtp_resilience import events
+from smtp_resilience import errors, events
 
 __all__ = [
     "EventLineRenderer",
@@ -30,6 +30,7 @@ __all__ = [
     "console_logging",
     "dash_for",
     "format_table",
+    "public_error_name",
     "terminal_width",
     "wants_color",
 ]
@@ -82,6 +83,15 @@ def terminal_width(default: int = 100) -> int:
     return max(60, min(shutil.get_terminal_size((default, 24)).columns, 160))
 
 
+def public_error_name(error: BaseException) -> str:
+    """The name to catch: ``MailboxUnavailable`` for the combined
+    ``MailboxUnavailable[SMTPRecipientsRefused]`` the engine raises; other classes as they are."""
+    for cls in type(error).__mro__:
+        if cls.__module__ == errors.__name__ and cls.__name__ in errors.__all__:
+            return cls.__name__
+    return type(error).__name__
+
+
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
@@ -90,6 +100,10 @@ def _addresses(value: object) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(str(item) for item in value) or "nobody"
     return str(value)
+
+
+def _for(recipients: object) -> str:
+    return f" for {_addresses(recipients)}" if recipients else ""
 
 
 def _seconds(value: object) -> str:
@@ -111,7 +125,7 @@ _PHRASES: Mapping[str, Callable[[Mapping[str, Any]], str]] = {
     ),
     events.RECIPIENT_REFUSED: lambda fields: f"refused {fields.get('recipient')}",
     events.PERMANENT_FAILURE: lambda fields: (
-        f"permanent failure for {_addresses(fields.get('recipients'))}, not retried"
+        f"permanent failure{_for(fields.get('recipients'))}, not retried"
     ),
     events.GAVE_UP: lambda fields: (
         f"gave up after {_plural(int(fields.get('attempts') or 1), 'attempt')} "
@@ -183,7 +197,9 @@ class EventLineRenderer:
         self.indent = indent
         self.phrases = dict(phrases or {})
 
-    def __call__(self, logger: object, method_name: str, event_dict: MutableMapping[str, Any]) -> str:
+    def __call__(
+        self, logger: object, method_name: str, event_dict: MutableMapping[str, Any]
+    ) -> str:
         event = str(event_dict.get("event", ""))
         custom = self.phrases.get(event)
         if custom is not None:

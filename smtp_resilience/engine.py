@@ -85,7 +85,7 @@ def run_with_retries(
             delay=delay,
             recipients=failure.recipients,
             explanation=failure.error.explanation,
-            cause=None if failure.error.explanation is not None else str(failure.error),
+            cause=None if failure.error.explanation is not None else failure.error.text,
             message_id=message_id,
         )
 
@@ -107,7 +107,7 @@ def run_with_retries(
             elapsed=policy.clock() - started,
             recipients=last.recipients,
             explanation=final.explanation,
-            cause=None if final.explanation is not None else str(final),
+            cause=None if final.explanation is not None else final.text,
             retry_after=final.retry_after,
             message_id=message_id,
         )
@@ -131,6 +131,6 @@ def _failed_for_good(
             attempts=attempts,
             recipients=list(error.recipients),
             explanation=error.explanation,
-            cause=None if error.explanation is not None else str(error),
+            cause=None if error.explanation is not None else error.text,
             message_id=message_id,
         )

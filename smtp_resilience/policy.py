@@ -148,7 +148,7 @@ class RetryPolicy:
     ) -> tenacity.Retrying:
         """A fresh tenacity loop for one send that began at ``started_at`` (on ``clock``)."""
         backoff = tenacity.wait_exponential_jitter(
-            initial=self.initial_delay,
+            multiplier=self.initial_delay,
             max=self.max_delay,
             exp_base=self.multiplier,
             jitter=self.jitter,

@@ -31,7 +31,9 @@ class Outcome(enum.Enum):
 
     DELIVERED = "delivered"
     REFUSED = "refused"  # permanent refusal: never retry
-    DEFERRED = "deferred"  # still transient when the policy ran out: retry later
+    # not delivered, not refused: send it again later (the policy ran out on a transient failure,
+    # or the session failed for a reason such as bad credentials that someone has to fix first)
+    DEFERRED = "deferred"
     AMBIGUOUS = "ambiguous"  # the connection died after the final dot: may have been delivered
 
 

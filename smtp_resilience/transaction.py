@@ -30,6 +30,7 @@ from smtp_resilience.errors import (
     ambiguous_delivery,
     connection_failed,
     error_for,
+    error_from_smtplib,
 )
 from smtp_resilience.events import EventLog
 from smtp_resilience.policy import RetryPolicy
@@ -72,6 +73,11 @@ def _limits_recipients(verdict: Verdict) -> bool:
     if enhanced is not None and (enhanced.subject, enhanced.detail) == (5, 3):
         return True
     return explanation.code in (452, 552)
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """smtplib wraps a read timeout in SMTPServerDisconnected; the timeout is its context."""
+    return isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError)
 
 
 class _StaleConnection(Exception):
@@ -147,18 +153,18 @@ class MailTransaction:
     def _attempt(self) -> None:
         self.attempt += 1
         try:
-            fresh = self.ensure_session()
+            possibly_stale = self.ensure_session()
         except SMTPResilienceError:
             self.fatal = True
             raise
         while self.pending:
             try:
-                progressed = self._transaction(reused=not fresh)
+                progressed = self._transaction(possibly_stale=possibly_stale)
             except _StaleConnection:
                 self.log.reconnecting(reason="the server had closed the idle connection")
                 self.ensure_session()
-                progressed = self._transaction(reused=False)
-            fresh = False
+                progressed = self._transaction(possibly_stale=False)
+            possibly_stale = False
             if not self.pending:
                 return
             deferred = [
@@ -171,7 +177,7 @@ class MailTransaction:
 
     # -- one transaction ------------------------------------------------------------------
 
-    def _transaction(self, *, reused: bool) -> bool:
+    def _transaction(self, *, possibly_stale: bool) -> bool:
         """One MAIL..dot exchange for the pending recipients; True if anyone got the message."""
         smtp = self.smtp
         batch = list(self.pending)
@@ -213,19 +219,22 @@ class MailTransaction:
             smtp.send(self.wire)
             stage = Command.END_OF_DATA  # from here on, a lost connection is ambiguous
             code, reply = smtp.getreply()
+            if code == -1:  # garbage instead of a verdict on a message the server has in full
+                smtp.close()
+                self._lost_after_dot(accepted, f"the reply was not valid SMTP: {reply[:60]!r}")
             if code != 250:
                 self._fail(code, reply, Command.END_OF_DATA, accepted)
-        except (SMTPResilienceError, TryAgain, smtplib.SMTPNotSupportedError):
+        except (SMTPResilienceError, TryAgain):
             raise
-        except smtplib.SMTPResponseException as exc:  # smtplib's own verdict: an overlong line
-            smtp.close()
+        except smtplib.SMTPNotSupportedError as exc:  # SMTPUTF8 needed but not offered
             self.fatal = True
-            raise error_for(-1, exc.smtp_error, stage) from None
+            raise error_from_smtplib(exc, stage) from exc
         except OSError as exc:  # dropped, reset or timed out
             smtp.close()
             if stage is Command.END_OF_DATA:
-                self._lost_after_dot(accepted, exc)
-            if stage is Command.MAIL and reused:
+                self._lost_after_dot(accepted, str(exc) or type(exc).__name__)
+            # the server closed an idle connection (a timeout is a slow server, not a stale one)
+            if stage is Command.MAIL and possibly_stale and not _timed_out(exc):
                 raise _StaleConnection from exc
             error = connection_failed(str(exc) or type(exc).__name__, command=stage)
             raise TryAgain(error, batch) from None
@@ -238,8 +247,7 @@ class MailTransaction:
         self.pending = [r for r in self.pending if r not in self.delivered]
         return True
 
-    def _lost_after_dot(self, accepted: list[str], exc: OSError) -> NoReturn:
-        reason = str(exc) or type(exc).__name__
+    def _lost_after_dot(self, accepted: list[str], reason: str) -> NoReturn:
         error = ambiguous_delivery(
             reason, recipients={r: (-1, reason.encode()) for r in accepted}, sender=self.sender
         )
