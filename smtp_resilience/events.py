@@ -9,6 +9,7 @@ cannot leak; with ``mask_addresses`` every address becomes ``j***@example.com``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -26,6 +27,7 @@ __all__ = [
     "RETRY_SCHEDULED",
     "EventLog",
     "mask_address",
+    "mask_addresses_in",
     "server_said",
 ]
 
@@ -48,6 +50,14 @@ def mask_address(address: str) -> str:
     return f"{local[:1]}***@{domain}"
 
 
+_ADDRESS = re.compile(r"[^\s<>()\[\],;:\"']+@[^\s<>()\[\],;:\"']+")
+
+
+def mask_addresses_in(text: str) -> str:
+    """Mask every address in free text, such as a reply that echoes the recipient back."""
+    return _ADDRESS.sub(lambda found: mask_address(found.group()), text)
+
+
 def server_said(host: str, explanation: Explanation) -> str:
     """Postfix-style: ``host H said: 550 5.1.1 no such user (in reply to RCPT TO)``."""
     code = "" if explanation.code is None else f"{explanation.code} "
@@ -68,6 +78,9 @@ class EventLog:
     def addresses(self, addresses: Iterable[str]) -> list[str]:
         return [mask_address(a) for a in addresses] if self.mask else list(addresses)
 
+    def text(self, text: str) -> str:
+        return mask_addresses_in(text) if self.mask else text
+
     def _reply_fields(self, explanation: Explanation | None) -> dict[str, Any]:
         if explanation is None:
             return {}
@@ -78,7 +91,7 @@ class EventLog:
             ),
             "command": explanation.command.value if explanation.command else None,
             "cause": explanation.cause,
-            "server_said": server_said(self.host, explanation),
+            "server_said": self.text(server_said(self.host, explanation)),
         }
 
     def retry_scheduled(
@@ -94,7 +107,7 @@ class EventLog:
     ) -> None:
         fields = self._reply_fields(explanation)
         if cause is not None:
-            fields["cause"] = cause
+            fields["cause"] = self.text(cause)
         _logger.warning(
             RETRY_SCHEDULED,
             host=self.host,
@@ -107,7 +120,7 @@ class EventLog:
         )
 
     def reconnecting(self, *, reason: str, attempt: int | None = None) -> None:
-        _logger.info(RECONNECTING, host=self.host, reason=reason, attempt=attempt)
+        _logger.info(RECONNECTING, host=self.host, reason=self.text(reason), attempt=attempt)
 
     def delivered(
         self,
@@ -150,7 +163,7 @@ class EventLog:
     ) -> None:
         fields = self._reply_fields(explanation)
         if cause is not None:
-            fields["cause"] = cause
+            fields["cause"] = self.text(cause)
         _logger.error(
             PERMANENT_FAILURE,
             host=self.host,
@@ -173,7 +186,7 @@ class EventLog:
     ) -> None:
         fields = self._reply_fields(explanation)
         if cause is not None:
-            fields["cause"] = cause
+            fields["cause"] = self.text(cause)
         _logger.error(
             GAVE_UP,
             host=self.host,
@@ -195,7 +208,7 @@ class EventLog:
             recipients=self.addresses(recipients),
             cause=(
                 "the connection was lost after the whole message was sent but before the server "
-                f"confirmed it ({reason}); it may or may not have been delivered"
+                f"confirmed it ({self.text(reason)}); it may or may not have been delivered"
             ),
             message_id=message_id,
         )
