@@ -179,7 +179,7 @@ class ResilientSMTP(smtplib.SMTP):
         """smtplib's EHLO-then-HELO, with the application's own name and garbage read as such."""
         name = self._greeting_name or ""
         code, reply = super().ehlo(name)
-        if code == -1:  # smtplib would try HELO on a reply it could not read
+        if not 200 <= code <= 599:  # smtplib would try HELO after a reply that is not SMTP
             raise smtplib.SMTPHeloError(code, reply)
         if not 200 <= code <= 299:
             code, reply = super().helo(name)

@@ -188,7 +188,7 @@ class MailTransaction:
             if smtp.does_esmtp and smtp.has_extn("size"):
                 options.insert(0, f"SIZE={len(self.message)}")
             code, reply = smtp.mail(self.sender, options)
-            if code != 250:
+            if not 200 <= code <= 299:
                 self._fail(code, reply, Command.MAIL, batch)
             stage = Command.RCPT
             for recipient in batch:
@@ -219,10 +219,10 @@ class MailTransaction:
             smtp.send(self.wire)
             stage = Command.END_OF_DATA  # from here on, a lost connection is ambiguous
             code, reply = smtp.getreply()
-            if code == -1:  # garbage instead of a verdict on a message the server has in full
-                smtp.close()
-                self._lost_after_dot(accepted, f"the reply was not valid SMTP: {reply[:60]!r}")
-            if code != 250:
+            if not 200 <= code <= 299:
+                if not 400 <= code <= 599:  # no verdict on a message the server has in full
+                    smtp.close()
+                    self._lost_after_dot(accepted, f"the reply was not valid SMTP: {reply[:60]!r}")
                 self._fail(code, reply, Command.END_OF_DATA, accepted)
         except (SMTPResilienceError, TryAgain):
             raise
@@ -279,6 +279,10 @@ class MailTransaction:
             retry_after=verdict.retry_after,
             explanation=verdict.explanation,
         )
+        if verdict.decision is Decision.PROCEED:  # a success where none fits, e.g. 250 to DATA
+            self.smtp.close()
+            self.fatal = True
+            raise error
         if verdict.connection_closing:
             self.smtp.close()  # 421: the server is going away even if it did not say so on DATA
         else:
