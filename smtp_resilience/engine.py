@@ -84,8 +84,7 @@ def run_with_retries(
             max_attempts=policy.max_attempts,
             delay=delay,
             recipients=failure.recipients,
-            explanation=failure.error.explanation,
-            cause=None if failure.error.explanation is not None else failure.error.text,
+            error=failure.error,
             message_id=message_id,
         )
 
@@ -103,12 +102,9 @@ def run_with_retries(
         final.attempts = count
         final.history = tuple(history)
         log.gave_up(
-            attempts=count,
+            error=final,
             elapsed=policy.clock() - started,
             recipients=last.recipients,
-            explanation=final.explanation,
-            cause=None if final.explanation is not None else final.text,
-            retry_after=final.retry_after,
             message_id=message_id,
         )
         raise final from None
@@ -127,10 +123,4 @@ def _failed_for_good(
     error.attempts = attempts
     error.history = tuple(history)
     if not isinstance(error, AmbiguousDeliveryError):  # that one has its own event
-        log.permanent_failure(
-            attempts=attempts,
-            recipients=list(error.recipients),
-            explanation=error.explanation,
-            cause=None if error.explanation is not None else error.text,
-            message_id=message_id,
-        )
+        log.permanent_failure(error=error, message_id=message_id)

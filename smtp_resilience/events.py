@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 
 from smtp_resilience.classification import Explanation
+from smtp_resilience.errors import SMTPResilienceError
 
 __all__ = [
     "AMBIGUOUS_DELIVERY",
@@ -81,9 +82,7 @@ class EventLog:
     def text(self, text: str) -> str:
         return mask_addresses_in(text) if self.mask else text
 
-    def _reply_fields(self, explanation: Explanation | None) -> dict[str, Any]:
-        if explanation is None:
-            return {}
+    def _reply_fields(self, explanation: Explanation) -> dict[str, Any]:
         return {
             "code": explanation.code,
             "enhanced_status": (
@@ -94,6 +93,13 @@ class EventLog:
             "server_said": self.text(server_said(self.host, explanation)),
         }
 
+    def _failure_fields(self, error: SMTPResilienceError) -> dict[str, Any]:
+        if error.explanation is not None:
+            return self._reply_fields(error.explanation)
+        # no reply to explain (a lost connection): the error's own account is the cause
+        command = error.command.value if error.command else None
+        return {"code": error.code, "command": command, "cause": self.text(error.text)}
+
     def retry_scheduled(
         self,
         *,
@@ -101,13 +107,9 @@ class EventLog:
         max_attempts: int,
         delay: float,
         recipients: Iterable[str],
-        explanation: Explanation | None,
-        cause: str | None = None,
+        error: SMTPResilienceError,
         message_id: str | None = None,
     ) -> None:
-        fields = self._reply_fields(explanation)
-        if cause is not None:
-            fields["cause"] = self.text(cause)
         _logger.warning(
             RETRY_SCHEDULED,
             host=self.host,
@@ -116,7 +118,7 @@ class EventLog:
             delay_s=round(delay, 3),
             recipients=self.addresses(recipients),
             message_id=message_id,
-            **fields,
+            **self._failure_fields(error),
         )
 
     def reconnecting(self, *, reason: str, attempt: int | None = None) -> None:
@@ -153,49 +155,34 @@ class EventLog:
         )
 
     def permanent_failure(
-        self,
-        *,
-        attempts: int,
-        recipients: Iterable[str],
-        explanation: Explanation | None,
-        cause: str | None = None,
-        message_id: str | None = None,
+        self, *, error: SMTPResilienceError, message_id: str | None = None
     ) -> None:
-        fields = self._reply_fields(explanation)
-        if cause is not None:
-            fields["cause"] = self.text(cause)
         _logger.error(
             PERMANENT_FAILURE,
             host=self.host,
-            attempts=attempts,
-            recipients=self.addresses(recipients),
+            attempts=error.attempts,
+            recipients=self.addresses(error.recipients),
             message_id=message_id,
-            **fields,
+            **self._failure_fields(error),
         )
 
     def gave_up(
         self,
         *,
-        attempts: int,
+        error: SMTPResilienceError,
         elapsed: float,
         recipients: Iterable[str],
-        explanation: Explanation | None,
-        cause: str | None = None,
-        retry_after: float | None = None,
         message_id: str | None = None,
     ) -> None:
-        fields = self._reply_fields(explanation)
-        if cause is not None:
-            fields["cause"] = self.text(cause)
         _logger.error(
             GAVE_UP,
             host=self.host,
-            attempts=attempts,
+            attempts=error.attempts,
             elapsed_s=round(elapsed, 3),
             recipients=self.addresses(recipients),
-            retry_after_s=retry_after,
+            retry_after_s=error.retry_after,
             message_id=message_id,
-            **fields,
+            **self._failure_fields(error),
         )
 
     def ambiguous_delivery(
