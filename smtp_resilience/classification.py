@@ -327,10 +327,10 @@ def _classify_reply(
     return Verdict(decision, explanation, code == 421, retry_after)
 
 
-@functools.lru_cache(maxsize=256)
-def _classify_success_or_intermediate(code: int, text: str, command: Command | None) -> Verdict:
-    # Most replies are 2xx with a handful of recurring texts ("2.1.0 Ok", "2.1.5 Ok"); verdicts are
-    # immutable, so a small cache spares rebuilding the same one for every MAIL and RCPT.
+@functools.lru_cache(maxsize=1024)
+def _classify_cached(code: int, text: str, command: Command | None) -> Verdict:
+    # Servers repeat themselves ("2.1.5 Ok", "4.7.1 greylisted", "5.1.1 user unknown"); verdicts
+    # are immutable, so without overrides to consult the same reply need not be worked out twice.
     return _classify_reply(code, text, command, None)
 
 
@@ -355,9 +355,9 @@ def classify(
             None, reply_text, stage, "malformed reply", f"{_NOT_VALID} ({parsed})"
         )
     try:
-        if parsed < 400:  # the hot path; overrides never apply to 2xx/3xx
-            return _classify_success_or_intermediate(parsed, reply_text, stage)
-        return _classify_reply(parsed, reply_text, stage, overrides or None)
+        if parsed < 400 or not overrides:  # overrides never apply to 2xx/3xx
+            return _classify_cached(parsed, reply_text, stage)
+        return _classify_reply(parsed, reply_text, stage, overrides)
     except Exception as error:  # last resort: a broken override pattern or knowledge-base entry
         return _protocol_error(
             parsed,

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["ResilientSMTP", "ResilientSMTP_SSL"]
 
 T = TypeVar("T")
+_raw_send = smtplib.SMTP.send  # smtplib's socket write, without the dispatch below
 _MAXIMUM_LINE = 8192  # smtplib's own limit on one reply line
 _DEFAULT_TIMEOUT: Any = socket._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
 
@@ -74,7 +75,6 @@ class ResilientSMTP(smtplib.SMTP):
     """
 
     policy: RetryPolicy
-    last_report: DeliveryReport | None
 
     def __init__(
         self,
@@ -91,7 +91,7 @@ class ResilientSMTP(smtplib.SMTP):
 
     def _prepare(self, policy: RetryPolicy | None) -> None:
         self.policy = policy if policy is not None else RetryPolicy.default()
-        self.last_report = None
+        self._last_transaction: MailTransaction | None = None
         self._log = EventLog("", mask=self.policy.mask_addresses)
         self._target: tuple[str, int, Any] | None = None
         self._greeting_name: str | None = None
@@ -212,7 +212,8 @@ class ResilientSMTP(smtplib.SMTP):
                 login = self._login
                 self._step(Command.AUTH, lambda: self._replay_login(login))
             return False
-        self._greet()
+        if self.helo_resp is None and self.ehlo_resp is None:
+            self._greet()
         return self._carried_mail
 
     def _replay_login(self, login: _Login) -> tuple[int, bytes]:
@@ -350,15 +351,21 @@ class ResilientSMTP(smtplib.SMTP):
             mail_options=mail_options,
             rcpt_options=rcpt_options,
         )
+        self._last_transaction = transaction
         try:
-            report, error = transaction.run()
+            error = transaction.run()
         finally:
             self._carried_mail = self.sock is not None
-        self.last_report = report
-        if error is not None and (not report.delivered or report.ambiguous):
+        if error is not None and (not transaction.delivered or transaction.ambiguous):
             self._recipient_failure = error
             raise error
         return transaction.undelivered()
+
+    @property
+    def last_report(self) -> DeliveryReport | None:
+        """The :class:`DeliveryReport` of the latest ``sendmail``/``send_message``/``send``."""
+        transaction = self._last_transaction
+        return transaction.report() if transaction is not None else None
 
     def send_message(
         self,
@@ -409,16 +416,17 @@ class ResilientSMTP(smtplib.SMTP):
         ``send`` (write raw data to the socket), which smtplib uses for every command.
         """
         if not isinstance(s, email.message.Message):
-            return super().send(s)
+            return _raw_send(self, s)
         self._recipient_failure = None
-        self.last_report = None
+        self._last_transaction = None
         try:
             self.send_message(s, from_addr, to_addrs, mail_options, rcpt_options)
         except SMTPResilienceError as error:
-            if error is not self._recipient_failure or self.last_report is None:
+            if error is not self._recipient_failure:
                 raise
-        assert self.last_report is not None
-        return self.last_report
+        report = self.last_report
+        assert report is not None
+        return report
 
     # -- closing never raises ------------------------------------------------------------
 

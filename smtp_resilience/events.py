@@ -70,11 +70,15 @@ def server_said(host: str, explanation: Explanation) -> str:
 class EventLog:
     """Emits the events for one client: knows the host and whether to mask addresses."""
 
-    __slots__ = ("host", "mask")
+    __slots__ = ("_logger", "host", "mask")
 
     def __init__(self, host: str, *, mask: bool = False) -> None:
         self.host = host
         self.mask = mask
+        # An application that lets structlog cache loggers has said its configuration is final;
+        # then bind once here rather than pay the lazy proxy's lookup on every event.
+        caching = structlog.get_config()["cache_logger_on_first_use"]
+        self._logger: Any = _logger.bind() if caching else _logger
 
     def addresses(self, addresses: Iterable[str]) -> list[str]:
         return [mask_address(a) for a in addresses] if self.mask else list(addresses)
@@ -110,7 +114,7 @@ class EventLog:
         error: SMTPResilienceError,
         message_id: str | None = None,
     ) -> None:
-        _logger.warning(
+        self._logger.warning(
             RETRY_SCHEDULED,
             host=self.host,
             attempt=attempt,
@@ -122,7 +126,7 @@ class EventLog:
         )
 
     def reconnecting(self, *, reason: str, attempt: int | None = None) -> None:
-        _logger.info(RECONNECTING, host=self.host, reason=self.text(reason), attempt=attempt)
+        self._logger.info(RECONNECTING, host=self.host, reason=self.text(reason), attempt=attempt)
 
     def delivered(
         self,
@@ -133,7 +137,7 @@ class EventLog:
         refused: Iterable[str],
         message_id: str | None,
     ) -> None:
-        _logger.info(
+        self._logger.info(
             DELIVERED,
             host=self.host,
             attempts=attempts,
@@ -146,7 +150,7 @@ class EventLog:
     def recipient_refused(
         self, *, recipient: str, explanation: Explanation, message_id: str | None
     ) -> None:
-        _logger.warning(
+        self._logger.warning(
             RECIPIENT_REFUSED,
             host=self.host,
             recipient=self.addresses([recipient])[0],
@@ -157,7 +161,7 @@ class EventLog:
     def permanent_failure(
         self, *, error: SMTPResilienceError, message_id: str | None = None
     ) -> None:
-        _logger.error(
+        self._logger.error(
             PERMANENT_FAILURE,
             host=self.host,
             attempts=error.attempts,
@@ -174,7 +178,7 @@ class EventLog:
         recipients: Iterable[str],
         message_id: str | None = None,
     ) -> None:
-        _logger.error(
+        self._logger.error(
             GAVE_UP,
             host=self.host,
             attempts=error.attempts,
@@ -188,7 +192,7 @@ class EventLog:
     def ambiguous_delivery(
         self, *, attempt: int, recipients: Iterable[str], reason: str, message_id: str | None
     ) -> None:
-        _logger.warning(
+        self._logger.warning(
             AMBIGUOUS_DELIVERY,
             host=self.host,
             attempt=attempt,

@@ -47,6 +47,9 @@ def retry_after_hint(text: str) -> float | None:
     """Seconds the server asks the client to wait, from the first hint in ``text``, or ``None``."""
     if not isinstance(text, str) or not text:
         return None
+    lowered = text.lower()
+    if "in" not in lowered and "after" not in lowered and "wait" not in lowered:
+        return None  # no lead-in word: spare the regex, which runs on every transient reply
     match = _HINT.search(text)
     if match is None:
         return None

@@ -61,8 +61,16 @@ def prepare_payload(message: SizedBuffer | str) -> tuple[bytes, bytes]:
 
 
 def _message_id(message: bytes) -> str | None:
-    head = message.split(b"\r\n\r\n", 1)[0]
-    found = _MESSAGE_ID.search(head)
+    end = message.find(b"\r\n\r\n")
+    if end < 0:
+        end = len(message)
+    # the email package's spelling first: a plain search, no regex, on the healthy path
+    start = message.find(b"Message-ID:", 0, end)
+    if start == 0 or (start > 0 and message[start - 1] == 10):  # at the start of a line
+        line_end = message.find(b"\r\n", start, end)
+        value = message[start + 11 : end if line_end < 0 else line_end]
+        return value.strip().decode("ascii", "replace")
+    found = _MESSAGE_ID.search(message, 0, end)
     return found.group(1).decode("ascii", "replace") if found else None
 
 
@@ -115,16 +123,22 @@ class MailTransaction:
         self.refused: dict[str, Reply] = {}
         self.deferred: dict[str, Reply] = {}
         self.ambiguous: list[str] = []
+        self.ambiguous_error: SMTPResilienceError | None = None
         self.history: list[Attempt] = []
         self.attempt = 0
+        self.elapsed = 0.0
+        self.error: SMTPResilienceError | None = None
         self.fatal = False  # the session, not the message, failed: raise even from send()
+        self._report: DeliveryReport | None = None
 
     # -- the retry loop -------------------------------------------------------------------
 
-    def run(self) -> tuple[DeliveryReport, SMTPResilienceError | None]:
-        """Deliver; raise only when the session failed, else return what happened and why."""
+    def run(self) -> SMTPResilienceError | None:
+        """Deliver; raise only when the session failed, else return the error that ended it.
+
+        ``None`` means every recipient got the message or was refused for good on the way.
+        """
         started = self.policy.clock()
-        error: SMTPResilienceError | None = None
         try:
             run_with_retries(
                 self.policy,
@@ -134,21 +148,26 @@ class MailTransaction:
                 message_id=self.message_id,
             )
         except SMTPResilienceError as failure:
-            error = failure
-        report = self._report(error, self.policy.clock() - started)
-        if error is not None:
-            error.report = report
+            self.error = failure
+        self.elapsed = self.policy.clock() - started
+        ambiguous = self.ambiguous_error
+        if ambiguous is not None and self.error is not ambiguous:
+            # whatever became of the others, a possible duplicate is what the caller must hear
+            ambiguous.attempts, ambiguous.history = self.attempt, tuple(self.history)
+            self.error = ambiguous
+        if self.error is not None:
+            self.error.report = self.report()
             if self.fatal:
-                raise error
-        if report.delivered:
+                raise self.error
+        if self.delivered:
             self.log.delivered(
-                attempts=report.attempts,
-                elapsed=report.elapsed,
-                accepted=report.delivered,
-                refused=[*report.refused, *report.deferred],
+                attempts=self.attempt,
+                elapsed=self.elapsed,
+                accepted=self.delivered,
+                refused=list(self.undelivered()),
                 message_id=self.message_id,
             )
-        return report, error
+        return self.error
 
     def _attempt(self) -> None:
         self.attempt += 1
@@ -243,8 +262,12 @@ class MailTransaction:
             raise
         for recipient in accepted:
             self.delivered[recipient] = (code, reply)
-            self.deferred.pop(recipient, None)
-        self.pending = [r for r in self.pending if r not in self.delivered]
+        if self.deferred:
+            for recipient in accepted:
+                self.deferred.pop(recipient, None)
+            self.pending = [r for r in self.pending if r not in self.delivered]
+        else:
+            self.pending = []  # everyone in the batch was delivered or refused
         return True
 
     def _lost_after_dot(self, accepted: list[str], reason: str) -> NoReturn:
@@ -256,7 +279,11 @@ class MailTransaction:
         )
         if self.policy.retry_ambiguous:
             raise TryAgain(error, accepted) from None
-        self.ambiguous = accepted
+        self.ambiguous.extend(accepted)
+        self.ambiguous_error = error
+        self.pending = [r for r in self.pending if r not in accepted]
+        if self.pending:  # deferred at RCPT, so never accepted: still safe to try again
+            raise TryAgain(self._rcpt_error(self.pending, self.deferred), self.pending) from None
         raise error from None
 
     def _fail(
@@ -333,16 +360,21 @@ class MailTransaction:
 
     def undelivered(self) -> dict[str, Reply]:
         """smtplib's "refused" dict: each recipient that did not get the message, and why."""
+        if len(self.delivered) == len(self.order):
+            return {}
         return {
             r: self.refused.get(r) or self.deferred.get(r) or (-1, b"")
             for r in self.order
             if r not in self.delivered
         }
 
-    def _report(self, error: SMTPResilienceError | None, elapsed: float) -> DeliveryReport:
+    def report(self) -> DeliveryReport:
+        """The per-recipient outcome; built on request, since a healthy send never needs it."""
+        if self._report is not None:
+            return self._report
         last: Reply = (-1, b"")
-        if error is not None and error.explanation is not None:
-            last = (error.code or -1, error.explanation.text.encode())
+        if self.error is not None and self.error.explanation is not None:
+            last = (self.error.code or -1, self.error.explanation.text.encode())
         outcomes = []
         for recipient in self.order:
             if recipient in self.delivered:
@@ -356,11 +388,12 @@ class MailTransaction:
             outcomes.append(
                 RecipientOutcome(recipient, outcome, code, reply.decode("utf-8", "replace"))
             )
-        return DeliveryReport(
+        self._report = DeliveryReport(
             message_id=self.message_id,
             sender=self.sender,
             recipients=tuple(outcomes),
             attempts=self.attempt,
             history=tuple(self.history),
-            elapsed=elapsed,
+            elapsed=self.elapsed,
         )
+        return self._report

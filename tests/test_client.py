@@ -507,3 +507,19 @@ def test_address_smtplib_cannot_encode_leaves_no_half_done_transaction(
         assert smtp.sock is None
         smtp.sendmail("app@example.com", [A], b"Subject: x\r\n\r\nhi\r\n")
     assert smtp_server.delivered_to(A) == 1
+
+
+def test_greylisted_recipient_is_still_retried_after_another_became_ambiguous(
+    smtp_server: ScriptedSMTPServer, policy: RetryPolicy
+) -> None:
+    smtp_server.refuse(B, ["451 4.7.1 greylisted, try again later", "250 OK"])
+    smtp_server.script("end of data", Drop(after_delivery=True))
+    message = make_message(A, B)
+    with client(smtp_server, policy) as smtp, pytest.raises(AmbiguousDeliveryError) as caught:
+        smtp.send_message(message)
+    assert smtp_server.count(message["Message-ID"], A) == 1  # not resent: it may have arrived
+    assert smtp_server.count(message["Message-ID"], B) == 1  # never accepted, so retried
+    report = caught.value.report
+    assert report is not None
+    assert report.ambiguous == (A,)
+    assert report.delivered == (B,)
