@@ -224,6 +224,22 @@ class ResilientSMTP(smtplib.SMTP):
     def _retrying(self, call: Callable[[], T]) -> T:
         return run_with_retries(self.policy, self._log, call)
 
+    # -- talking to the server --------------------------------------------------------------
+
+    def putcmd(self, cmd: str, args: str = "") -> None:
+        """smtplib's, writing straight to the socket.
+
+        ``send`` here also takes whole messages; going around its dispatch spares every command
+        of the healthy path the extra call.
+        """
+        line = f"{cmd} {args}" if args else cmd
+        if "\r" in line or "\n" in line:
+            shown = line.replace("\n", "\\n").replace("\r", "\\r")
+            raise ValueError(
+                f"command and arguments contain prohibited newline characters: {shown}"
+            )
+        _raw_send(self, f"{line}\r\n")
+
     # -- reading replies -------------------------------------------------------------------
 
     def getreply(self) -> tuple[int, bytes]:

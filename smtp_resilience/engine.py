@@ -47,12 +47,13 @@ def run_with_retries(
     attempt: Callable[[], T],
     *,
     history: list[Attempt] | None = None,
-    message_id: str | None = None,
+    message_id: Callable[[], str | None] = lambda: None,
 ) -> T:
     """Run ``attempt`` until it succeeds, fails for good, or the policy runs out.
 
     ``history`` (if given) receives one :class:`Attempt` per failed try, so after success the
-    number of tries is ``len(history) + 1``.
+    number of tries is ``len(history) + 1``. ``message_id`` is asked for only when a failure is
+    logged: a healthy send never pays for finding it.
     """
     started = policy.clock()
     history = [] if history is None else history
@@ -85,7 +86,7 @@ def run_with_retries(
             delay=delay,
             recipients=failure.recipients,
             error=failure.error,
-            message_id=message_id,
+            message_id=message_id(),
         )
 
     retrying = policy.retrying(
@@ -105,7 +106,7 @@ def run_with_retries(
             error=final,
             elapsed=policy.clock() - started,
             recipients=last.recipients,
-            message_id=message_id,
+            message_id=message_id(),
         )
         raise final from None
     except SMTPResilienceError as error:
@@ -118,9 +119,9 @@ def _failed_for_good(
     error: SMTPResilienceError,
     attempts: int,
     history: list[Attempt],
-    message_id: str | None,
+    message_id: Callable[[], str | None],
 ) -> None:
     error.attempts = attempts
     error.history = tuple(history)
     if not isinstance(error, AmbiguousDeliveryError):  # that one has its own event
-        log.permanent_failure(error=error, message_id=message_id)
+        log.permanent_failure(error=error, message_id=message_id())

@@ -83,6 +83,13 @@ class EventLog:
     def addresses(self, addresses: Iterable[str]) -> list[str]:
         return [mask_address(a) for a in addresses] if self.mask else list(addresses)
 
+    def logs(self, level: int) -> bool:
+        """Whether an event at ``level`` would be kept, where that is cheap to know."""
+        if self._logger is _logger:
+            return True  # the lazy proxy: asking would cost as much as logging
+        enabled = getattr(self._logger, "is_enabled_for", None)
+        return True if enabled is None else bool(enabled(level))
+
     def text(self, text: str) -> str:
         return mask_addresses_in(text) if self.mask else text
 

@@ -17,6 +17,8 @@ no classification; the knowledge base is consulted only when a reply is not what
 
 from __future__ import annotations
 
+import functools
+import logging
 import re
 import smtplib
 from collections.abc import Callable, Sequence
@@ -116,7 +118,6 @@ class MailTransaction:
         self.message, self.wire = prepare_payload(message)
         self.mail_options = tuple(mail_options)
         self.rcpt_options = tuple(rcpt_options)
-        self.message_id = _message_id(self.message)
         self.order = list(dict.fromkeys(recipients))  # the same address twice is one delivery
         self.pending = list(self.order)
         self.delivered: dict[str, Reply] = {}
@@ -130,6 +131,11 @@ class MailTransaction:
         self.error: SMTPResilienceError | None = None
         self.fatal = False  # the session, not the message, failed: raise even from send()
         self._report: DeliveryReport | None = None
+
+    @functools.cached_property
+    def message_id(self) -> str | None:
+        """Found in the headers only when a log line or a report needs it."""
+        return _message_id(self.message)
 
     # -- the retry loop -------------------------------------------------------------------
 
@@ -145,7 +151,7 @@ class MailTransaction:
                 self.log,
                 self._attempt,
                 history=self.history,
-                message_id=self.message_id,
+                message_id=lambda: self.message_id,
             )
         except SMTPResilienceError as failure:
             self.error = failure
@@ -159,7 +165,7 @@ class MailTransaction:
             self.error.report = self.report()
             if self.fatal:
                 raise self.error
-        if self.delivered:
+        if self.delivered and self.log.logs(logging.INFO):
             self.log.delivered(
                 attempts=self.attempt,
                 elapsed=self.elapsed,
@@ -235,7 +241,7 @@ class MailTransaction:
             code, reply = smtp.docmd("data")
             if code != 354:
                 self._fail(code, reply, Command.DATA, accepted)
-            smtp.send(self.wire)
+            smtplib.SMTP.send(smtp, self.wire)  # the raw write, whatever send means here
             stage = Command.END_OF_DATA  # from here on, a lost connection is ambiguous
             code, reply = smtp.getreply()
             if not 200 <= code <= 299:
