@@ -525,12 +525,13 @@ def test_greylisted_recipient_is_still_retried_after_another_became_ambiguous(
     assert report.delivered == (B,)
 
 
-def test_address_with_a_line_break_is_refused_before_it_reaches_the_server(
+def test_command_with_a_line_break_is_refused_before_it_reaches_the_server(
     smtp_server: ScriptedSMTPServer, policy: RetryPolicy
 ) -> None:
+    smtp_injection = ["NOTIFY=NEVER\r\nRCPT TO:<intruder@example.com>"]
     with client(smtp_server, policy) as smtp:
         with pytest.raises(ValueError, match="prohibited newline"):
-            smtp.sendmail("app@example.com", [f"{A}>\r\nRCPT TO:<{B}"], b"Subject: x\r\n\r\nhi\r\n")
-        assert smtp.sock is None
+            smtp.sendmail("app@example.com", [A], b"Subject: x\r\n\r\nhi\r\n", (), smtp_injection)
+        assert smtp.sock is None  # no half-done transaction left behind
     assert smtp_server.deliveries == []
     assert "RCPT" not in smtp_server.commands
