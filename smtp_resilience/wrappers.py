@@ -36,6 +36,7 @@ from smtp_resilience.errors import (
 )
 from smtp_resilience.events import EventLog
 from smtp_resilience.policy import RetryPolicy
+from smtp_resilience.session import DEFAULT_TIMEOUT
 
 __all__ = ["SMTPPatch", "patch", "patched", "retrying", "unpatch"]
 
@@ -45,7 +46,6 @@ R = TypeVar("R")
 # Captured once: the patched classes stand in for these, and smtplib's own code calls them.
 _ORIGINAL_SMTP: type[smtplib.SMTP] = smtplib.SMTP
 _ORIGINAL_SMTP_SSL: type[smtplib.SMTP_SSL] = smtplib.SMTP_SSL
-_DEFAULT_TIMEOUT: Any = socket._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
 
 # -- where in smtplib a failure happened ----------------------------------------------------
 
@@ -286,7 +286,7 @@ class _PatchedSMTP(ResilientSMTP, metaclass=_StandsIn):
         host: str = "",
         port: int = 0,
         local_hostname: str | None = None,
-        timeout: float = _DEFAULT_TIMEOUT,
+        timeout: float = DEFAULT_TIMEOUT,
         source_address: tuple[str, int] | None = None,
         *,
         policy: RetryPolicy | None = None,
@@ -311,7 +311,7 @@ class _PatchedSMTP_SSL(ResilientSMTP_SSL, metaclass=_StandsIn):  # noqa: N801 - 
         port: int = 0,
         local_hostname: str | None = None,
         *,
-        timeout: float = _DEFAULT_TIMEOUT,
+        timeout: float = DEFAULT_TIMEOUT,
         source_address: tuple[str, int] | None = None,
         context: ssl.SSLContext | None = None,
         policy: RetryPolicy | None = None,
