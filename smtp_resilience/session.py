@@ -33,7 +33,7 @@ from smtp_resilience.policy import RetryPolicy
 __all__ = ["DEFAULT_TIMEOUT", "ResilientSession", "raw_send"]
 
 T = TypeVar("T")
-raw_send = smtplib.SMTP.send  # smtplib's socket write, without the dispatch below
+raw_send = smtplib.SMTP.send  # the plain socket write (ResilientSMTP.send also takes messages)
 _MAXIMUM_LINE = 8192  # smtplib's own limit on one reply line
 DEFAULT_TIMEOUT: Any = socket._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
 
