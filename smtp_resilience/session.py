@@ -15,7 +15,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from smtp_resilience.classification import classify
 from smtp_resilience.codes import Command
@@ -64,9 +64,13 @@ class ResilientSession(smtplib.SMTP):
     """The connection and session state that :class:`~smtp_resilience.ResilientSMTP` sends over."""
 
     policy: RetryPolicy
+    #: The policy of instances made without one; None means ``RetryPolicy.default()``.
+    default_policy: ClassVar[RetryPolicy | None] = None
 
     def _prepare(self, policy: RetryPolicy | None) -> None:
-        self.policy = policy if policy is not None else RetryPolicy.default()
+        if policy is None:
+            policy = self.default_policy or RetryPolicy.default()
+        self.policy = policy
         self._log = EventLog("", mask=self.policy.mask_addresses)
         self._target: tuple[str, int, Any] | None = None
         self._greeting_name: str | None = None

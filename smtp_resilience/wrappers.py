@@ -15,11 +15,10 @@ import functools
 import inspect
 import smtplib
 import socket
-import ssl
 import threading
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, ClassVar, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from smtp_resilience.classification import classify
 from smtp_resilience.client import ResilientSMTP, ResilientSMTP_SSL
@@ -36,7 +35,6 @@ from smtp_resilience.errors import (
 )
 from smtp_resilience.events import EventLog
 from smtp_resilience.policy import RetryPolicy
-from smtp_resilience.session import DEFAULT_TIMEOUT
 
 __all__ = ["SMTPPatch", "patch", "patched", "retrying", "unpatch"]
 
@@ -269,35 +267,18 @@ class _StandsIn(type):
         return type.__subclasscheck__(cls, subclass) or issubclass(subclass, cls.stands_for)
 
 
-def _policy_for_new_connections(policy: RetryPolicy | None) -> RetryPolicy:
-    if policy is not None:
-        return policy
-    return _PatchedSMTP.patch_policy or RetryPolicy.default()
-
-
 class _PatchedSMTP(ResilientSMTP, metaclass=_StandsIn):
-    """``smtplib.SMTP`` while patched: ResilientSMTP with the patch's policy."""
+    """``smtplib.SMTP`` while patched: ResilientSMTP with the patch's policy as its default."""
 
     stands_for = _ORIGINAL_SMTP
-    patch_policy: ClassVar[RetryPolicy | None] = None
 
-    def __init__(
-        self,
-        host: str = "",
-        port: int = 0,
-        local_hostname: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        source_address: tuple[str, int] | None = None,
-        *,
-        policy: RetryPolicy | None = None,
-    ) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         if _PatchedSMTP not in type(self).__mro__:
             # smtplib's SMTP_SSL.__init__ runs "SMTP.__init__(self, ...)", a module global that
             # is this class now: be the original for it.
-            _ORIGINAL_SMTP.__init__(self, host, port, local_hostname, timeout, source_address)
+            _ORIGINAL_SMTP.__init__(self, *args, **kwargs)
             return
-        chosen = _policy_for_new_connections(policy)
-        super().__init__(host, port, local_hostname, timeout, source_address, policy=chosen)
+        super().__init__(*args, **kwargs)
 
 
 class _PatchedSMTP_SSL(ResilientSMTP_SSL, metaclass=_StandsIn):  # noqa: N801 - smtplib's name
@@ -305,31 +286,13 @@ class _PatchedSMTP_SSL(ResilientSMTP_SSL, metaclass=_StandsIn):  # noqa: N801 - 
 
     stands_for = _ORIGINAL_SMTP_SSL
 
-    def __init__(
-        self,
-        host: str = "",
-        port: int = 0,
-        local_hostname: str | None = None,
-        *,
-        timeout: float = DEFAULT_TIMEOUT,
-        source_address: tuple[str, int] | None = None,
-        context: ssl.SSLContext | None = None,
-        policy: RetryPolicy | None = None,
-    ) -> None:
-        super().__init__(
-            host,
-            port,
-            local_hostname,
-            timeout=timeout,
-            source_address=source_address,
-            context=context,
-            policy=_policy_for_new_connections(policy),
-        )
-
 
 _lock = threading.RLock()
 _replaced: dict[str, type] = {}  # what smtplib held before the patch, by attribute name
-_PATCHED_CLASSES: dict[str, type] = {"SMTP": _PatchedSMTP, "SMTP_SSL": _PatchedSMTP_SSL}
+_PATCHED_CLASSES: dict[str, type[ResilientSMTP]] = {
+    "SMTP": _PatchedSMTP,
+    "SMTP_SSL": _PatchedSMTP_SSL,
+}
 _ORIGINALS: dict[str, type] = {"SMTP": _ORIGINAL_SMTP, "SMTP_SSL": _ORIGINAL_SMTP_SSL}
 
 
@@ -376,7 +339,7 @@ def patch(policy: RetryPolicy | None = None) -> SMTPPatch:
     """
     chosen = policy if policy is not None else RetryPolicy.default()
     with _lock:
-        previous = _PatchedSMTP.patch_policy if patched() else None
+        previous = _PatchedSMTP.default_policy if patched() else None
         _apply(chosen)
     return SMTPPatch(chosen, previous)
 
@@ -393,7 +356,8 @@ def patched() -> bool:
 
 
 def _apply(policy: RetryPolicy) -> None:
-    _PatchedSMTP.patch_policy = policy
+    for patched_class in _PATCHED_CLASSES.values():
+        patched_class.default_policy = policy
     for name, replacement in _PATCHED_CLASSES.items():
         current = getattr(smtplib, name)
         if current is not replacement:
@@ -407,4 +371,5 @@ def _remove() -> None:
         # what we replaced for when they put ours back.
         if getattr(smtplib, name) is replacement:
             setattr(smtplib, name, _replaced.pop(name, _ORIGINALS[name]))
-    _PatchedSMTP.patch_policy = None
+    for patched_class in _PATCHED_CLASSES.values():
+        patched_class.default_policy = None
