@@ -535,3 +535,15 @@ def test_command_with_a_line_break_is_refused_before_it_reaches_the_server(
         assert smtp.sock is None  # no half-done transaction left behind
     assert smtp_server.deliveries == []
     assert "RCPT" not in smtp_server.commands
+
+
+def test_subclass_default_policy_applies_when_none_is_passed(
+    smtp_server: ScriptedSMTPServer, policy: RetryPolicy
+) -> None:
+    class AppSMTP(ResilientSMTP):
+        default_policy = policy.replace(max_attempts=2)
+
+    with AppSMTP(smtp_server.host, smtp_server.port) as smtp:
+        assert smtp.policy.max_attempts == 2
+    with AppSMTP(smtp_server.host, smtp_server.port, policy=RetryPolicy.no_retry()) as smtp:
+        assert smtp.policy.max_attempts == 1
