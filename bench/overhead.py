@@ -14,6 +14,15 @@ structlog configuration runs in a fresh worker process (structlog caches loggers
 (b) "rendered": INFO and above rendered as JSON (level, ISO timestamp) into ``os.devnull``:
     what an app that logs at INFO pays; compare it with smtplib plus one log line per message.
 
+The headline is the median over slices of (smtplib's time / ResilientSMTP's time) for the same
+slice of messages sent back to back. Clients take turns every 10 messages: short slices put both
+clients under the same moment's load, which narrows the spread of the ratios several times over
+compared with slices of 250. The target is judged with the run's noise band ("within noise" only
+when the gap is inside it). The log-line control is shown beside it but is no measure of noise:
+over loopback, where every wait for the server leaves the caches cold, one filtered-out log call
+costs several times its hot-cache CPU, repeatably. ``--instructions`` gives the deterministic
+count (see :mod:`bench.instructions`).
+
 The server is Postfix's smtp-sink when installed, else the project's test server
 (``--server``); see :mod:`bench.servers`.
 """
@@ -23,6 +32,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
 import platform
 import statistics
@@ -34,6 +44,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bench import instructions
 from bench.overhead_worker import CLIENTS, LOGGING_MODES, run_worker
 from bench.servers import SERVER_KINDS, RunningServer, running_server
 
@@ -99,17 +110,96 @@ def summarize(result: dict[str, Any]) -> dict[str, ClientFigures]:
     return figures
 
 
-def paired_ratio(blocks: list[dict[str, Any]], client: str, baseline: str) -> float:
-    """Median over slices of (baseline's time / client's time) for the same slice and round."""
+def slice_ratios(blocks: list[dict[str, Any]], client: str, baseline: str) -> list[float]:
+    """Sorted (baseline's time / client's time) for each slice both sent, back to back."""
     walls: dict[tuple[str, int, int], float] = {
         (b["client"], b["round"], b["index"]): b["wall_seconds"] for b in blocks
     }
-    ratios = [
+    return sorted(
         walls[(baseline, r, i)] / wall
         for (name, r, i), wall in walls.items()
         if name == client and (baseline, r, i) in walls
-    ]
-    return statistics.median(ratios)
+    )
+
+
+def paired_ratio(blocks: list[dict[str, Any]], client: str, baseline: str) -> float:
+    """Median over slices of (baseline's time / client's time) for the same slice and round."""
+    return statistics.median(slice_ratios(blocks, client, baseline))
+
+
+def median_interval(ratios: Sequence[float]) -> tuple[float, float]:
+    """A distribution-free 95% interval for the median of sorted ``ratios``.
+
+    It treats slices as independent, which noise lasting longer than a slice breaks; with slices
+    of 10 messages, smtplib against itself on a second connection stayed within it.
+    """
+    count = len(ratios)
+    half_width = 0.98 * math.sqrt(count)  # 1.96 standard deviations of a Binomial(n, 1/2) / 2
+    low = max(0, math.floor(count / 2 - half_width))
+    high = min(count - 1, math.ceil(count / 2 + half_width))
+    return ratios[low], ratios[high]
+
+
+AGAIN_CLIENT = (
+    "smtplib-again"  # an A/A control: smtplib on a second connection, if the worker has it
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """The headline ratio against the target, with the run's own noise band."""
+
+    headline: float  # median of per-slice ratios, ResilientSMTP / smtplib
+    slices: int
+    interval: tuple[float, float]  # 95% interval of that median
+    band: float
+    band_source: str  # what the band was taken from
+    control: float  # median of per-slice ratios, smtplib+log / smtplib
+    control_loopback_us: float  # the control's added CPU per message over loopback
+    control_hot_us: float  # ... and over canned replies
+    control_expected: float  # the ratio its loopback CPU alone predicts
+    verdict: str  # "met", "within noise" or "below"
+
+
+def judge(blocks: list[dict[str, Any]], figures: dict[str, ClientFigures]) -> Judgement:
+    """Judge the target honestly: "within noise" only when the gap is inside the band.
+
+    The band is how far a ratio moves with no cost behind it: smtplib against itself on a
+    second connection (A/A) when the worker ran one, else the spread of the slice ratios. The
+    log-line control is not a no-op over loopback (its CPU there is several times its hot-cache
+    cost, and with small slices its ratio repeats from run to run), so its distance from 1.0 is
+    shown but not used as noise.
+    """
+    ratios = slice_ratios(blocks, "resilient", "smtplib")
+    headline = statistics.median(ratios)
+    interval = median_interval(ratios)
+    band = (interval[1] - interval[0]) / 2
+    source = "half the 95% interval of the median"
+    if any(block["client"] == AGAIN_CLIENT for block in blocks):
+        again = paired_ratio(blocks, AGAIN_CLIENT, "smtplib")
+        band = max(band, abs(again - 1))
+        source = f"A/A: smtplib on a 2nd connection scored {again:.3f}; or {source}"
+    raw, logged = figures["smtplib"], figures["smtplib+log"]
+    per_message = 1e6 / raw.rate
+    loopback_us = logged.cpu_us - raw.cpu_us
+    if headline >= TARGET_RATIO:
+        verdict = "met"
+    elif TARGET_RATIO - headline <= band:
+        verdict = "within noise"
+    else:
+        verdict = "below"
+    return Judgement(
+        headline=headline,
+        slices=len(ratios),
+        interval=interval,
+        band=band,
+        band_source=source,
+        control=paired_ratio(blocks, "smtplib+log", "smtplib"),
+        control_loopback_us=loopback_us,
+        control_hot_us=logged.no_network_us - raw.no_network_us,
+        control_expected=per_message / (per_message + max(loopback_us, 0.0)),
+        verdict=verdict,
+    )
 
 
 def time_classification() -> list[tuple[str, float]]:
@@ -200,28 +290,47 @@ def print_report(
             )
     print()
     print(
-        "Ratios: msg/s over all rounds [median of per-slice ratios, same slice of messages, "
-        "back to back]"
+        "Ratios: median of per-slice ratios (the same slice of messages, back to back) "
+        "[msg/s over all rounds]"
     )
     for mode, figures in figures_by_mode.items():
         letter = LOGGING_MODES[mode][:3]
         blocks = results[mode]["blocks"]
         raw, logged, resilient = figures["smtplib"], figures["smtplib+log"], figures["resilient"]
-        ratio = resilient.rate / raw.rate
-        tag = "HEADLINE, " if mode == HEADLINE_MODE else ""
+        tag = "   HEADLINE" if mode == HEADLINE_MODE else ""
         print(
-            f"  {letter} ResilientSMTP / smtplib            {ratio:.3f} "
-            f"[{paired_ratio(blocks, 'resilient', 'smtplib'):.3f}]   "
-            f"{tag}target >= {TARGET_RATIO}: {_verdict(ratio >= TARGET_RATIO)}"
+            f"  {letter} ResilientSMTP / smtplib            "
+            f"{paired_ratio(blocks, 'resilient', 'smtplib'):.3f} "
+            f"[{resilient.rate / raw.rate:.3f}]{tag}"
         )
         print(
-            f"  {letter} ResilientSMTP / smtplib+log line   {resilient.rate / logged.rate:.3f} "
-            f"[{paired_ratio(blocks, 'resilient', 'smtplib+log'):.3f}]"
+            f"  {letter} ResilientSMTP / smtplib+log line   "
+            f"{paired_ratio(blocks, 'resilient', 'smtplib+log'):.3f} "
+            f"[{resilient.rate / logged.rate:.3f}]"
         )
         print(
-            f"  {letter} smtplib+log line / smtplib         {logged.rate / raw.rate:.3f} "
-            f"[{paired_ratio(blocks, 'smtplib+log', 'smtplib'):.3f}]"
+            f"  {letter} smtplib+log line / smtplib         "
+            f"{paired_ratio(blocks, 'smtplib+log', 'smtplib'):.3f} "
+            f"[{logged.rate / raw.rate:.3f}]   control"
         )
+    judgement = judge(results[HEADLINE_MODE]["blocks"], figures_by_mode[HEADLINE_MODE])
+    low, high = judgement.interval
+    print()
+    print(
+        f"Headline, config {LOGGING_MODES[HEADLINE_MODE][:3]}: ResilientSMTP / smtplib = "
+        f"{judgement.headline:.3f} (median of {judgement.slices} slice ratios; 95% interval "
+        f"{low:.3f}..{high:.3f} if slices were independent)"
+    )
+    print(f"  noise band: ±{judgement.band:.1%} ({judgement.band_source})")
+    print(
+        f"  log-line control: {judgement.control:.3f} ({judgement.control - 1:+.1%} from 1.0), "
+        f"not a no-op here: its {judgement.control_loopback_us:+.1f} µs of CPU over loopback "
+        f"({judgement.control_hot_us:+.1f} with hot caches) predicts "
+        f"{judgement.control_expected:.3f}"
+    )
+    gap = TARGET_RATIO - judgement.headline
+    detail = f"{gap:.1%} short, band ±{judgement.band:.1%}" if gap > 0 else "at or above it"
+    print(f"  target >= {TARGET_RATIO}: {judgement.verdict} ({detail})")
     print()
     print(
         "CPU added per message, µs: over loopback (process_time, all rounds) "
@@ -242,12 +351,14 @@ def print_report(
     raw_wall_us = 1e6 / headline["smtplib"].rate
     floor = headline["resilient"].no_network_us - headline["smtplib"].no_network_us
     user = headline["resilient"].user_us - headline["smtplib"].user_us
+    total = headline["resilient"].cpu_us - headline["smtplib"].cpu_us
     print(
         f"  {LOGGING_MODES[HEADLINE_MODE][:3]} at smtplib's {raw_wall_us:.0f} µs per message here, "
         f"a ratio of {TARGET_RATIO} allows {raw_wall_us * (1 / TARGET_RATIO - 1):.1f} µs added; "
-        f"measured: {floor:.1f} µs with hot caches (no network), {user:.1f} µs of user CPU "
-        "over loopback"
+        f"measured: {floor:.1f} µs with hot caches (no network); over loopback {total:.1f} µs "
+        f"of CPU ({user:.1f} user), caches cold after every wait for the server"
     )
+    print("  exact: python -m bench.overhead --instructions (instructions per message, callgrind)")
     print()
     print(f"classify() per reply (timeit, best of 5)          {'µs/call':>8}   target < 5 µs")
     for label, micros in classification:
@@ -288,8 +399,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         help="per client (default 5; 2 with the python server, which is several times slower)",
     )  # fmt: skip
     parser.add_argument(
-        "--block-size", type=int, default=250,
-        help="clients take turns every this many messages (default 250)",
+        "--block-size", type=int, default=10,
+        help="clients take turns every this many messages (default 10)",
     )  # fmt: skip
     parser.add_argument("--server", choices=SERVER_KINDS, default="auto")
     parser.add_argument(
@@ -301,6 +412,12 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         help="instead of the benchmark: where ResilientSMTP's time goes, measured piece by piece "
         "and with cProfile (TOP functions), over canned replies",
     )  # fmt: skip
+    parser.add_argument(
+        "--instructions", type=int, nargs="?", const=2_000, default=0, metavar="MESSAGES",
+        help="instead of the benchmark: client instructions per message under valgrind's "
+        "callgrind, deterministic (MESSAGES per measured run, default 2000); see "
+        "bench.instructions",
+    )  # fmt: skip
     parser.add_argument("--worker", choices=LOGGING_MODES, help=argparse.SUPPRESS)
     parser.add_argument("--host", default="127.0.0.1", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -311,6 +428,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     arguments = parse_arguments(argv)
     if arguments.worker:
         run_worker(arguments)
+        return
+    if arguments.instructions:
+        instructions.run(arguments.instructions, arguments.server)
         return
     started = time.perf_counter()
     if arguments.profile:  # over canned replies: no server needed
