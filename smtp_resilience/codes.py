@@ -34,6 +34,10 @@ __all__ = [
 class ReplyClass(enum.Enum):
     """What the first digit says about the outcome."""
 
+    # Members are singletons compared by identity; Enum's own __hash__ is Python code, and
+    # classification hashes these on every reply (cache keys, set lookups).
+    __hash__ = object.__hash__
+
     SUCCESS = "success"  # 2
     INTERMEDIATE = "intermediate"  # 3
     TRANSIENT = "transient"  # 4
