@@ -57,7 +57,8 @@ def run_child(arguments: argparse.Namespace) -> None:
     """Warm up, then send ``--send`` messages; with ``--timed``, print how long that took."""
     configure_logging("dropped")
     host = arguments.host
-    messages = build_messages(WARM_UP + arguments.messages)  # the same list in both runs
+    # the same list in both runs
+    messages = build_messages(WARM_UP + arguments.messages, dot_line=arguments.dot_line)
     smtp = open_client(arguments.child, (host, arguments.port))
     try:
         send_all(arguments.child, smtp, messages[:WARM_UP], host)
@@ -93,11 +94,14 @@ class InstructionCounts:
         return (self.with_messages - self.baseline) / self.messages
 
 
-def _child_command(server: RunningServer, client: str, messages: int, send: int) -> list[str]:
+def _child_command(
+    server: RunningServer, client: str, messages: int, send: int, dot_line: bool
+) -> list[str]:
     return [
         sys.executable, "-m", "bench.instructions", "--child", client,
         "--host", server.host, "--port", str(server.port),
         "--messages", str(messages), "--send", str(send),
+        *(["--dot-line"] if dot_line else []),
     ]  # fmt: skip
 
 
@@ -132,7 +136,7 @@ def _syscalls(command: list[str], out_file: Path) -> int:
     raise RuntimeError(f"no system call total in {out_file}")
 
 
-def measure(server: RunningServer, messages: int) -> list[InstructionCounts]:
+def measure(server: RunningServer, messages: int, dot_line: bool) -> list[InstructionCounts]:
     """Two callgrind runs (and two strace runs) per client, two processes at a time."""
     use_strace = shutil.which("strace") is not None
     with tempfile.TemporaryDirectory(prefix="bench-instructions-") as scratch:
@@ -141,7 +145,7 @@ def measure(server: RunningServer, messages: int) -> list[InstructionCounts]:
             counts = {
                 (client, send): pool.submit(
                     _callgrind,
-                    _child_command(server, client, messages, send),
+                    _child_command(server, client, messages, send, dot_line),
                     folder / f"callgrind.{client}.{send}",
                 )
                 for client in CLIENTS
@@ -150,7 +154,7 @@ def measure(server: RunningServer, messages: int) -> list[InstructionCounts]:
             calls = {
                 (client, send): pool.submit(
                     _syscalls,
-                    _child_command(server, client, messages, send),
+                    _child_command(server, client, messages, send, dot_line),
                     folder / f"strace.{client}.{send}",
                 )
                 for client in CLIENTS
@@ -184,8 +188,9 @@ class NativeTiming:
     user_spread: tuple[float, float]  # lowest and highest of the runs
 
 
-def time_natively(server: RunningServer) -> NativeTiming:
-    command = [*_child_command(server, "smtplib", NATIVE_MESSAGES, NATIVE_MESSAGES), "--timed"]
+def time_natively(server: RunningServer, dot_line: bool) -> NativeTiming:
+    child = _child_command(server, "smtplib", NATIVE_MESSAGES, NATIVE_MESSAGES, dot_line)
+    command = [*child, "--timed"]
     walls, users = [], []
     for _ in range(NATIVE_RUNS):
         finished = subprocess.run(
@@ -204,6 +209,7 @@ def print_report(
     counts: Sequence[InstructionCounts],
     native: NativeTiming,
     elapsed: float,
+    dot_line: bool,
 ) -> None:
     by_client = {count.client: count for count in counts}
     raw, resilient = by_client["smtplib"], by_client["resilient"]
@@ -217,6 +223,16 @@ def print_report(
         f"{messages:,}"
     )
     print("           structlog config (a): INFO dropped (make_filtering_bound_logger(WARNING))")
+    if dot_line:
+        print(
+            "  messages each with a line that starts with a dot: both clients dot-stuff them, so "
+            "the difference is the engine's own cost"
+        )
+    else:
+        print(
+            "  messages no line starts with a dot, as in most mail: ResilientSMTP skips the "
+            "dot-stuffing pass that smtplib always makes (--dot-line: the engine's own cost)"
+        )
     print()
     header = f"{'client':<31} {'baseline':>15} {'with messages':>15} {'instr/msg':>10}"
     header += f" {'vs smtplib':>10} {'syscalls/msg':>12}"
@@ -331,7 +347,7 @@ def valgrind_missing_message() -> str | None:
     return None
 
 
-def run(messages: int, server_kind: str) -> None:
+def run(messages: int, server_kind: str, dot_line: bool = False) -> None:
     """Measure and print; print why not and return when valgrind is missing."""
     missing = valgrind_missing_message()
     if missing is not None:
@@ -339,9 +355,9 @@ def run(messages: int, server_kind: str) -> None:
         return
     started = time.perf_counter()
     with running_server(server_kind) as server:
-        counts = measure(server, messages)
-        native = time_natively(server)
-    print_report(server, counts, native, time.perf_counter() - started)
+        counts = measure(server, messages, dot_line)
+        native = time_natively(server, dot_line)
+    print_report(server, counts, native, time.perf_counter() - started, dot_line)
 
 
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -352,6 +368,11 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         "--messages", type=int, default=2_000, help="messages per measured run (default 2000)"
     )
     parser.add_argument("--server", choices=SERVER_KINDS, default="auto")
+    parser.add_argument(
+        "--dot-line",
+        action="store_true",
+        help="give every message a line that starts with a dot, so both clients dot-stuff it",
+    )
     parser.add_argument("--child", choices=CLIENTS, help=argparse.SUPPRESS)
     parser.add_argument("--send", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--timed", action="store_true", help=argparse.SUPPRESS)
@@ -367,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     if arguments.messages < 1:
         raise SystemExit("--messages must be at least 1")
-    run(arguments.messages, arguments.server)
+    run(arguments.messages, arguments.server, arguments.dot_line)
 
 
 if __name__ == "__main__":

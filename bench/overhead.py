@@ -65,6 +65,7 @@ def _worker_command(arguments: argparse.Namespace, server: RunningServer, mode: 
         "--host", server.host, "--port", str(server.port),
         "--messages", str(arguments.messages), "--rounds", str(arguments.rounds),
         "--block-size", str(arguments.block_size),
+        *(["--dot-line"] if arguments.dot_line else []),
     ]  # fmt: skip
 
 
@@ -267,6 +268,13 @@ def print_report(
         f"           every {arguments.block_size} messages (order alternating); "
         "each structlog config runs in a fresh worker process"
     )
+    if arguments.dot_line:
+        print("           every message has a line that starts with a dot: both clients dot-stuff")
+    else:
+        print(
+            "           no line starts with a dot, as in most mail: ResilientSMTP skips the "
+            "dot-stuffing pass (--dot-line: without that saving)"
+        )
     print(
         f"  python   {platform.python_implementation()} {platform.python_version()}, "
         f"{os.cpu_count()} CPUs; CPU time from time.process_time (client process only)"
@@ -404,6 +412,10 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument("--server", choices=SERVER_KINDS, default="auto")
     parser.add_argument(
+        "--dot-line", action="store_true",
+        help="give every message a line that starts with a dot, so both clients dot-stuff it",
+    )  # fmt: skip
+    parser.add_argument(
         "--memory-messages", type=int, default=50_000,
         help="ResilientSMTP sends for the memory check (default 50000; 0 skips it)",
     )  # fmt: skip
@@ -430,12 +442,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         run_worker(arguments)
         return
     if arguments.instructions:
-        instructions.run(arguments.instructions, arguments.server)
+        instructions.run(arguments.instructions, arguments.server, arguments.dot_line)
         return
     started = time.perf_counter()
     if arguments.profile:  # over canned replies: no server needed
         command = [sys.executable, "-m", "bench.overhead", "--worker", HEADLINE_MODE]
         command += ["--messages", str(arguments.messages), "--profile", str(arguments.profile)]
+        command += ["--dot-line"] if arguments.dot_line else []
         subprocess.run(command, check=True)
         return
     with running_server(arguments.server) as server:

@@ -68,12 +68,18 @@ def configure_logging(mode: str) -> None:
     )
 
 
-def build_messages(count: int) -> list[Message]:
-    """``count`` typical transactional emails (~1 KB), one recipient each, unique Message-IDs."""
+def build_messages(count: int, *, dot_line: bool = False) -> list[Message]:
+    """``count`` typical transactional emails (~1 KB), one recipient each, unique Message-IDs.
+
+    With ``dot_line``, each body also has a line that starts with a dot, so that every client
+    has to dot-stuff it (ResilientSMTP skips that pass when no line needs it; smtplib never does).
+    """
     body = "".join(
         f"Line {line} of a typical notification: your order has shipped and is on its way.\r\n"
         for line in range(12)
     )
+    if dot_line:
+        body += "...and a last line that starts with a dot.\r\n"
     messages = []
     for number in range(count):
         recipient = f"user{number % 997}@bench.example"
@@ -217,7 +223,7 @@ def run_worker(arguments: argparse.Namespace) -> None:
     """Child process: time every client in alternating rounds under one logging mode."""
     configure_logging(arguments.worker)
     server = (arguments.host, arguments.port)
-    messages = build_messages(arguments.messages)
+    messages = build_messages(arguments.messages, dot_line=arguments.dot_line)
     if arguments.profile:
         recipients, data, _ = messages[0]
         print("Where ResilientSMTP's time goes, healthy path, canned replies (no network), "
