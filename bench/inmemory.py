@@ -119,7 +119,7 @@ def breakdown(sender: str, recipients: Sequence[str], data: bytes) -> list[tuple
     rows.append(("  added by ResilientSMTP", whole - rows[0][1]))
     clock = resilient.policy.clock
     for label, call in (
-        ("  prepare_payload() (no dot-stuffing pass unless a line starts with a dot)",
+        ("  prepare_payload() (stuffs dots only if a line starts with one)",
          lambda: transaction.prepare_payload(data)),
         ("  smtplib._quote_periods() + terminator (for comparison)",
          lambda: smtplib._quote_periods(data) + b".\r\n"),  # type: ignore[attr-defined]
