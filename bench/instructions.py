@@ -37,7 +37,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.overhead_worker import CLIENTS, build_messages, configure_logging, open_client, send_all
+from bench.overhead_worker import (
+    CLIENTS,
+    DOT_LINE_HELP,
+    build_messages,
+    configure_logging,
+    describe_messages,
+    open_client,
+    send_all,
+)
 from bench.servers import SERVER_KINDS, RunningServer, running_server
 
 __all__ = ["InstructionCounts", "main", "measure", "print_report"]
@@ -142,36 +150,28 @@ def measure(server: RunningServer, messages: int, dot_line: bool) -> list[Instru
     with tempfile.TemporaryDirectory(prefix="bench-instructions-") as scratch:
         folder = Path(scratch)
         with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-            counts = {
-                (client, send): pool.submit(
-                    _callgrind,
+            tools = {"callgrind": _callgrind, **({"strace": _syscalls} if use_strace else {})}
+            runs = {
+                (tool, client, send): pool.submit(
+                    count,
                     _child_command(server, client, messages, send, dot_line),
-                    folder / f"callgrind.{client}.{send}",
+                    folder / f"{tool}.{client}.{send}",
                 )
+                for tool, count in tools.items()
                 for client in CLIENTS
                 for send in (0, messages)
-            }
-            calls = {
-                (client, send): pool.submit(
-                    _syscalls,
-                    _child_command(server, client, messages, send, dot_line),
-                    folder / f"strace.{client}.{send}",
-                )
-                for client in CLIENTS
-                for send in (0, messages)
-                if use_strace
             }
             results = []
             for client in CLIENTS:
                 syscalls = None
                 if use_strace:
-                    added = calls[(client, messages)].result() - calls[(client, 0)].result()
-                    syscalls = added / messages
+                    added = runs["strace", client, messages].result()
+                    syscalls = (added - runs["strace", client, 0].result()) / messages
                 results.append(
                     InstructionCounts(
                         client,
-                        counts[(client, 0)].result(),
-                        counts[(client, messages)].result(),
+                        runs["callgrind", client, 0].result(),
+                        runs["callgrind", client, messages].result(),
                         messages,
                         syscalls,
                     )
@@ -223,16 +223,7 @@ def print_report(
         f"{messages:,}"
     )
     print("           structlog config (a): INFO dropped (make_filtering_bound_logger(WARNING))")
-    if dot_line:
-        print(
-            "  messages each with a line that starts with a dot: both clients dot-stuff them, so "
-            "the difference is the engine's own cost"
-        )
-    else:
-        print(
-            "  messages no line starts with a dot, as in most mail: ResilientSMTP skips the "
-            "dot-stuffing pass that smtplib always makes (--dot-line: the engine's own cost)"
-        )
+    print(f"  messages {describe_messages(dot_line)}")
     print()
     header = f"{'client':<31} {'baseline':>15} {'with messages':>15} {'instr/msg':>10}"
     header += f" {'vs smtplib':>10} {'syscalls/msg':>12}"
@@ -368,11 +359,7 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         "--messages", type=int, default=2_000, help="messages per measured run (default 2000)"
     )
     parser.add_argument("--server", choices=SERVER_KINDS, default="auto")
-    parser.add_argument(
-        "--dot-line",
-        action="store_true",
-        help="give every message a line that starts with a dot, so both clients dot-stuff it",
-    )
+    parser.add_argument("--dot-line", action="store_true", help=DOT_LINE_HELP)
     parser.add_argument("--child", choices=CLIENTS, help=argparse.SUPPRESS)
     parser.add_argument("--send", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--timed", action="store_true", help=argparse.SUPPRESS)

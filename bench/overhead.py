@@ -45,7 +45,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench import instructions
-from bench.overhead_worker import CLIENTS, LOGGING_MODES, run_worker
+from bench.overhead_worker import (
+    CLIENTS,
+    DOT_LINE_HELP,
+    LOGGING_MODES,
+    describe_messages,
+    run_worker,
+)
 from bench.servers import SERVER_KINDS, RunningServer, running_server
 
 __all__ = ["main"]
@@ -141,11 +147,6 @@ def median_interval(ratios: Sequence[float]) -> tuple[float, float]:
     return ratios[low], ratios[high]
 
 
-AGAIN_CLIENT = (
-    "smtplib-again"  # an A/A control: smtplib on a second connection, if the worker has it
-)
-
-
 @dataclass(frozen=True, slots=True)
 class Judgement:
     """The headline ratio against the target, with the run's own noise band."""
@@ -153,8 +154,7 @@ class Judgement:
     headline: float  # median of per-slice ratios, ResilientSMTP / smtplib
     slices: int
     interval: tuple[float, float]  # 95% interval of that median
-    band: float
-    band_source: str  # what the band was taken from
+    band: float  # half the interval: how far the headline moves with no cost behind it
     control: float  # median of per-slice ratios, smtplib+log / smtplib
     control_loopback_us: float  # the control's added CPU per message over loopback
     control_hot_us: float  # ... and over canned replies
@@ -165,21 +165,15 @@ class Judgement:
 def judge(blocks: list[dict[str, Any]], figures: dict[str, ClientFigures]) -> Judgement:
     """Judge the target honestly: "within noise" only when the gap is inside the band.
 
-    The band is how far a ratio moves with no cost behind it: smtplib against itself on a
-    second connection (A/A) when the worker ran one, else the spread of the slice ratios. The
-    log-line control is not a no-op over loopback (its CPU there is several times its hot-cache
-    cost, and with small slices its ratio repeats from run to run), so its distance from 1.0 is
-    shown but not used as noise.
+    The band is how far the headline moves with no cost behind it: half the 95% interval of
+    the median of the slice ratios. The log-line control is not a no-op over loopback (its CPU
+    there is several times its hot-cache cost, and with small slices its ratio repeats from run
+    to run), so its distance from 1.0 is shown but not used as noise.
     """
     ratios = slice_ratios(blocks, "resilient", "smtplib")
     headline = statistics.median(ratios)
     interval = median_interval(ratios)
     band = (interval[1] - interval[0]) / 2
-    source = "half the 95% interval of the median"
-    if any(block["client"] == AGAIN_CLIENT for block in blocks):
-        again = paired_ratio(blocks, AGAIN_CLIENT, "smtplib")
-        band = max(band, abs(again - 1))
-        source = f"A/A: smtplib on a 2nd connection scored {again:.3f}; or {source}"
     raw, logged = figures["smtplib"], figures["smtplib+log"]
     per_message = 1e6 / raw.rate
     loopback_us = logged.cpu_us - raw.cpu_us
@@ -194,7 +188,6 @@ def judge(blocks: list[dict[str, Any]], figures: dict[str, ClientFigures]) -> Ju
         slices=len(ratios),
         interval=interval,
         band=band,
-        band_source=source,
         control=paired_ratio(blocks, "smtplib+log", "smtplib"),
         control_loopback_us=loopback_us,
         control_hot_us=logged.no_network_us - raw.no_network_us,
@@ -268,13 +261,7 @@ def print_report(
         f"           every {arguments.block_size} messages (order alternating); "
         "each structlog config runs in a fresh worker process"
     )
-    if arguments.dot_line:
-        print("           every message has a line that starts with a dot: both clients dot-stuff")
-    else:
-        print(
-            "           no line starts with a dot, as in most mail: ResilientSMTP skips the "
-            "dot-stuffing pass (--dot-line: without that saving)"
-        )
+    print(f"           {describe_messages(arguments.dot_line)}")
     print(
         f"  python   {platform.python_implementation()} {platform.python_version()}, "
         f"{os.cpu_count()} CPUs; CPU time from time.process_time (client process only)"
@@ -329,7 +316,7 @@ def print_report(
         f"{judgement.headline:.3f} (median of {judgement.slices} slice ratios; 95% interval "
         f"{low:.3f}..{high:.3f} if slices were independent)"
     )
-    print(f"  noise band: ±{judgement.band:.1%} ({judgement.band_source})")
+    print(f"  noise band: ±{judgement.band:.1%} (half the 95% interval of the median)")
     print(
         f"  log-line control: {judgement.control:.3f} ({judgement.control - 1:+.1%} from 1.0), "
         f"not a no-op here: its {judgement.control_loopback_us:+.1f} µs of CPU over loopback "
@@ -411,10 +398,7 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         help="clients take turns every this many messages (default 10)",
     )  # fmt: skip
     parser.add_argument("--server", choices=SERVER_KINDS, default="auto")
-    parser.add_argument(
-        "--dot-line", action="store_true",
-        help="give every message a line that starts with a dot, so both clients dot-stuff it",
-    )  # fmt: skip
+    parser.add_argument("--dot-line", action="store_true", help=DOT_LINE_HELP)
     parser.add_argument(
         "--memory-messages", type=int, default=50_000,
         help="ResilientSMTP sends for the memory check (default 50000; 0 skips it)",

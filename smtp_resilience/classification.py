@@ -54,9 +54,7 @@ __all__ = ["Decision", "Explanation", "Verdict", "classify", "explain"]
 class Decision(enum.Enum):
     """What the engine does after a reply."""
 
-    # Members are singletons compared by identity; Enum's own __hash__ is Python code, and
-    # classification hashes these on every reply (cache keys, set lookups).
-    __hash__ = object.__hash__
+    __hash__ = object.__hash__  # singletons: the identity hash is Enum's, minus its Python call
 
     PROCEED = "proceed"
     RETRY = "retry"  # reset, wait the backoff, replay the transaction

@@ -34,9 +34,7 @@ __all__ = [
 class ReplyClass(enum.Enum):
     """What the first digit says about the outcome."""
 
-    # Members are singletons compared by identity; Enum's own __hash__ is Python code, and
-    # classification hashes these on every reply (cache keys, set lookups).
-    __hash__ = object.__hash__
+    __hash__ = object.__hash__  # singletons: the identity hash is Enum's, minus its Python call
 
     SUCCESS = "success"  # 2
     INTERMEDIATE = "intermediate"  # 3

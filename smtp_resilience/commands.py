@@ -21,9 +21,7 @@ __all__ = ["COMMAND_CAUSES", "REPLIES_BY_COMMAND", "Command"]
 class Command(enum.Enum):
     """The stage a reply answers: an SMTP command, the connection greeting, or the final dot."""
 
-    # Members are singletons compared by identity; Enum's own __hash__ is Python code, and
-    # classification hashes these on every reply (cache keys, set lookups).
-    __hash__ = object.__hash__
+    __hash__ = object.__hash__  # singletons: the identity hash is Enum's, minus its Python call
 
     GREETING = "connect"
     HELO = "HELO"
