@@ -34,7 +34,7 @@ outbox: queue.Queue[QueuedMail] = queue.Queue()  # stands in for Celery, RQ, a d
 def send_or_queue(host: str, port: int, message: EmailMessage) -> DeliveryReport:
     """What a Flask or FastAPI view calls; never blocks longer than the policy's deadline."""
     with ResilientSMTP(host, port, policy=POLICY) as smtp:
-        report = smtp.send(message)
+        report = smtp.deliver(message)
     if report.deferred:
         # The Message-ID stays on the message, so the retry from the queue carries the same one.
         reason = "; ".join(

@@ -5,11 +5,8 @@ are retried with backoff, permanent (5xx) ones raise at once with an exception n
 and every failure is logged with a plain-language cause. See the README for the tour.
 """
 
-from smtp_resilience.classification import Decision, Explanation, Verdict, classify, explain
 from smtp_resilience.client import ResilientSMTP, ResilientSMTP_SSL
-from smtp_resilience.codes import Category, Command, ReplyClass, ReplyCode, reply_code
-from smtp_resilience.config import PolicyConfigError
-from smtp_resilience.enhanced import EnhancedStatus, parse_enhanced_status
+from smtp_resilience.engine.mapping import error_for
 from smtp_resilience.errors import (
     AccessDenied,
     AmbiguousDeliveryError,
@@ -35,13 +32,16 @@ from smtp_resilience.errors import (
     TransactionFailed,
     TransientSMTPError,
     UserNotLocal,
-    error_for,
 )
-from smtp_resilience.overrides import Override, Overrides
-from smtp_resilience.policy import RetryPolicy
-from smtp_resilience.providers import PRESETS
+from smtp_resilience.policy.presets import PRESETS, ProviderPreset, ProviderReply
+from smtp_resilience.policy.retry import RetryPolicy
+from smtp_resilience.policy.values import PolicyConfigError
+from smtp_resilience.replies.classification import Decision, Explanation, Verdict, classify, explain
+from smtp_resilience.replies.codes import Category, Command, ReplyClass, ReplyCode, reply_code
+from smtp_resilience.replies.enhanced import EnhancedStatus, parse_enhanced_status
+from smtp_resilience.replies.overrides import Override, Overrides
 from smtp_resilience.report import Attempt, DeliveryReport, Outcome, RecipientOutcome
-from smtp_resilience.wrappers import patch, patched, retrying, unpatch
+from smtp_resilience.wrappers import SMTPPatch, patch, patched, retrying, unpatch
 
 __all__ = [
     "PRESETS",
@@ -73,12 +73,15 @@ __all__ = [
     "PermanentSMTPError",
     "PolicyConfigError",
     "ProtocolError",
+    "ProviderPreset",
+    "ProviderReply",
     "RecipientOutcome",
     "ReplyClass",
     "ReplyCode",
     "ResilientSMTP",
     "ResilientSMTP_SSL",
     "RetryPolicy",
+    "SMTPPatch",
     "SMTPResilienceError",
     "ServiceNotAvailable",
     "StorageAllocationExceeded",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from smtp_resilience.cli import main
+from smtp_resilience.cli.main import main
 
 __all__: list[str] = []
 

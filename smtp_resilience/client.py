@@ -1,9 +1,10 @@
 """ResilientSMTP and ResilientSMTP_SSL: ``smtplib.SMTP`` with the engine inside.
 
 Drop-in subclasses. ``sendmail`` and ``send_message`` keep smtplib's contract (return the refused
-recipients, raise when nobody got the message) with the policy's retries inside; :meth:`send`
+recipients, raise when nobody got the message) with the policy's retries inside; :meth:`deliver`
 returns a :class:`~smtp_resilience.report.DeliveryReport` instead. The connection underneath,
-with its reconnects and session replay, is :class:`~smtp_resilience.session.ResilientSession`.
+with its reconnects and session replay, is
+:class:`~smtp_resilience.engine.session.ResilientSession`.
 """
 
 from __future__ import annotations
@@ -13,16 +14,16 @@ import email.utils
 import smtplib
 import ssl
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, overload
+from typing import TYPE_CHECKING
 
+from smtp_resilience.engine.session import DEFAULT_TIMEOUT, ResilientSession
+from smtp_resilience.engine.transaction import MailTransaction
 from smtp_resilience.errors import SMTPResilienceError
-from smtp_resilience.policy import RetryPolicy
+from smtp_resilience.policy.retry import RetryPolicy
 from smtp_resilience.report import DeliveryReport
-from smtp_resilience.session import DEFAULT_TIMEOUT, ResilientSession, raw_send
-from smtp_resilience.transaction import MailTransaction
 
 if TYPE_CHECKING:
-    from _typeshed import ReadableBuffer, SizedBuffer
+    from _typeshed import SizedBuffer
 
 __all__ = ["ResilientSMTP", "ResilientSMTP_SSL"]
 
@@ -109,42 +110,24 @@ class ResilientSMTP(ResilientSession):
         self._retrying(self._ensure_session)  # smtplib reads the extensions before sendmail
         return super().send_message(msg, from_addr, to_addrs, mail_options, rcpt_options)
 
-    @overload
-    def send(self, s: ReadableBuffer | str) -> None: ...
-
-    @overload
-    def send(
+    def deliver(
         self,
-        s: email.message.Message,
+        msg: email.message.Message,
         from_addr: str | None = None,
         to_addrs: str | Sequence[str] | None = None,
         mail_options: Sequence[str] = (),
         rcpt_options: Sequence[str] = (),
-    ) -> DeliveryReport: ...
-
-    def send(
-        self,
-        s: email.message.Message | ReadableBuffer | str,
-        from_addr: str | None = None,
-        to_addrs: str | Sequence[str] | None = None,
-        mail_options: Sequence[str] = (),
-        rcpt_options: Sequence[str] = (),
-    ) -> DeliveryReport | None:
+    ) -> DeliveryReport:
         """Send a message and return its per-recipient :class:`DeliveryReport`.
 
         Like :meth:`send_message`, but refusals, deferrals and ambiguous deliveries are reported
         instead of raised; it raises only when the session itself failed (bad credentials, a
         TLS downgrade, a server that does not speak SMTP).
-
-        Given ``str`` or ``bytes`` instead of a message, this is smtplib's own low-level
-        ``send`` (write raw data to the socket), which smtplib uses for every command.
         """
-        if not isinstance(s, email.message.Message):
-            return raw_send(self, s)
         self._recipient_failure = None
         self._last_transaction = None
         try:
-            self.send_message(s, from_addr, to_addrs, mail_options, rcpt_options)
+            self.send_message(msg, from_addr, to_addrs, mail_options, rcpt_options)
         except SMTPResilienceError as error:
             if error is not self._recipient_failure:
                 raise

@@ -25,8 +25,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.mail.backends.smtp import EmailBackend as DjangoSMTPBackend
 
 from smtp_resilience.client import ResilientSMTP, ResilientSMTP_SSL
-from smtp_resilience.config import PolicyConfigError
-from smtp_resilience.policy import RetryPolicy
+from smtp_resilience.policy.retry import RetryPolicy
+from smtp_resilience.policy.values import PolicyConfigError
 
 __all__ = ["SETTING", "EmailBackend", "PolicySettingError", "policy_from_settings"]
 
@@ -47,12 +47,13 @@ def policy_from_settings() -> RetryPolicy:
         return configured
     if not isinstance(configured, Mapping):
         raise PolicySettingError(
-            f"{SETTING} must be a dict of retry policy keys or a RetryPolicy, got {configured!r}"
+            SETTING, f"must be a dict of retry policy keys or a RetryPolicy, got {configured!r}"
         )
     try:
         return RetryPolicy.from_mapping(configured)
-    except ValueError as error:
-        raise PolicySettingError(f"{SETTING}: {error}") from None
+    except PolicyConfigError as error:
+        label = f"{SETTING}: {error.field}" if error.field else SETTING
+        raise PolicySettingError(label, error.problem) from None
 
 
 class EmailBackend(DjangoSMTPBackend):  # type: ignore[misc]  # Django ships no type stubs

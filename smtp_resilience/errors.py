@@ -1,8 +1,8 @@
-"""The exception hierarchy, and the one factory that turns an SMTP reply into the right exception.
+"""The exception hierarchy: every error this library raises, and what each one means.
 
 Every exception here is an :class:`smtplib.SMTPException`, so ``except`` clauses written for
 plain smtplib keep working. A coded error is also an :class:`smtplib.SMTPResponseException`
-(``smtp_code``, ``smtp_error``) and, through a class that :func:`error_for` combines and caches,
+(``smtp_code``, ``smtp_error``) and, through a class that :func:`combined_class` makes once,
 the very class smtplib raises at that stage: a 550 to RCPT is caught by
 ``except MailboxUnavailable``, ``except PermanentSMTPError``,
 ``except smtplib.SMTPRecipientsRefused`` and ``except smtplib.SMTPResponseException`` alike.
@@ -38,19 +38,15 @@ later) is decided by classification, not by the class.
 from __future__ import annotations
 
 import smtplib
-import ssl
 from collections.abc import Mapping, Sequence
-from types import MappingProxyType
 from typing import Any, ClassVar
 
-from smtp_resilience.classification import Explanation, explain
-from smtp_resilience.codes import Command, ReplyClass
-from smtp_resilience.enhanced import EnhancedStatus, parse_enhanced_status
+from smtp_resilience.replies.classification import Explanation
+from smtp_resilience.replies.codes import Command
+from smtp_resilience.replies.enhanced import EnhancedStatus, parse_enhanced_status
 from smtp_resilience.report import Attempt, DeliveryReport
 
 __all__ = [
-    "CLASS_FOR_CODE",
-    "SMTPLIB_CLASS_FOR_COMMAND",
     "AccessDenied",
     "AmbiguousDeliveryError",
     "AuthenticationFailed",
@@ -75,11 +71,7 @@ __all__ = [
     "TransactionFailed",
     "TransientSMTPError",
     "UserNotLocal",
-    "ambiguous_delivery",
-    "connection_failed",
-    "error_for",
-    "error_from_smtplib",
-    "is_transient",
+    "combined_class",
 ]
 
 _RECIPIENTS_SHOWN = 5  # keep str() one readable line even for a long recipient list
@@ -309,49 +301,17 @@ class TransactionFailed(PermanentSMTPError, smtplib.SMTPResponseException):
     """554: transaction failed, or no SMTP service here."""
 
 
-CLASS_FOR_CODE: Mapping[int, type[SMTPResilienceError]] = MappingProxyType(
-    {
-        421: ServiceNotAvailable,
-        450: MailboxBusy,
-        451: LocalErrorInProcessing,
-        452: InsufficientStorage,
-        500: CommandSyntaxError,
-        501: ParameterSyntaxError,
-        502: CommandNotImplemented,
-        503: BadCommandSequence,
-        504: ParameterNotImplemented,
-        521: DoesNotAcceptMail,
-        530: AccessDenied,
-        535: AuthenticationFailed,
-        550: MailboxUnavailable,
-        551: UserNotLocal,
-        552: StorageAllocationExceeded,
-        553: MailboxNameNotAllowed,
-        554: TransactionFailed,
-    }
-)
-"""The one table from basic reply code to exception class."""
-
-SMTPLIB_CLASS_FOR_COMMAND: Mapping[Command, type[smtplib.SMTPException]] = MappingProxyType(
-    {
-        Command.GREETING: smtplib.SMTPConnectError,
-        Command.EHLO: smtplib.SMTPHeloError,
-        Command.HELO: smtplib.SMTPHeloError,
-        Command.MAIL: smtplib.SMTPSenderRefused,
-        Command.RCPT: smtplib.SMTPRecipientsRefused,  # smtplib raises it only when all are refused
-        Command.DATA: smtplib.SMTPDataError,
-        Command.END_OF_DATA: smtplib.SMTPDataError,
-        Command.AUTH: smtplib.SMTPAuthenticationError,
-    }
-)
-"""What smtplib raises for an error reply at each stage; other stages get SMTPResponseException."""
-
-
 _COMBINED: dict[tuple[type[SMTPResilienceError], _SMTPLIB_EXTRAS], type[SMTPResilienceError]] = {}
 
 
-def _combine(base: type[SMTPResilienceError], extras: _SMTPLIB_EXTRAS) -> type[SMTPResilienceError]:
-    """``base`` that is also each of the smtplib ``extras``; one class per pair, made once."""
+def combined_class(
+    base: type[SMTPResilienceError], extras: _SMTPLIB_EXTRAS
+) -> type[SMTPResilienceError]:
+    """``base`` that is also each of the ``extras`` (smtplib's classes); one class per pair.
+
+    The class is made on first use and kept, so ``type(a) is type(b)`` holds for two errors of the
+    same kind, and pickling can name it again (see ``__reduce__``).
+    """
     if not extras:
         return base
     if (base, extras) not in _COMBINED:
@@ -367,167 +327,11 @@ def _combine(base: type[SMTPResilienceError], extras: _SMTPLIB_EXTRAS) -> type[S
     return _COMBINED[(base, extras)]
 
 
-def _coded_class(
-    base: type[SMTPResilienceError], command: Command | None
-) -> type[SMTPResilienceError]:
-    """``base`` made into a response exception and the smtplib class raised at ``command``."""
-    wanted = (
-        SMTPLIB_CLASS_FOR_COMMAND.get(command) if command else None,
-        smtplib.SMTPResponseException,
-    )
-    extras: list[type[smtplib.SMTPException]] = []
-    for smtplib_class in wanted:
-        if smtplib_class is None or issubclass(base, smtplib_class):
-            continue
-        if not any(issubclass(extra, smtplib_class) for extra in extras):
-            extras.append(smtplib_class)
-    return _combine(base, tuple(extras))
-
-
 def _rebuild(
     base: type[SMTPResilienceError], extras: _SMTPLIB_EXTRAS, args: tuple[Any, ...]
 ) -> SMTPResilienceError:
     """Unpickling: the (possibly combined) class, empty; pickle then restores the state."""
-    error_class = _combine(base, extras)
+    error_class = combined_class(base, extras)
     error = error_class.__new__(error_class)
     error.args = args
     return error
-
-
-def error_for(
-    code: int | None,
-    text: str | bytes,
-    command: str | Command | None = None,
-    recipients: Mapping[str, tuple[int, bytes | str]] | None = None,
-    *,
-    sender: str | None = None,
-    attempts: int = 1,
-    history: Sequence[Attempt] = (),
-    retry_after: float | None = None,
-    explanation: Explanation | None = None,
-) -> SMTPResilienceError:
-    """The exception for a reply ``code`` and ``text`` to ``command``.
-
-    4xx and 5xx pick their class from :data:`CLASS_FOR_CODE` (else the transient or permanent
-    base); anything else (None, smtplib's -1 for a garbled reply, a 2xx or 3xx where an error was
-    expected) is a :class:`ProtocolError`. The class is combined with the smtplib class raised at
-    that stage. A lost connection is not a reply: use :func:`connection_failed`.
-    """
-    stage = Command.parse(command)
-    if code is not None and 400 <= code <= 499:
-        base = CLASS_FOR_CODE.get(code, TransientSMTPError)
-    elif code is not None and 500 <= code <= 599:
-        base = CLASS_FOR_CODE.get(code, PermanentSMTPError)
-    else:
-        base = ProtocolError
-    if explanation is None:
-        explanation = explain(code, _to_text(text), stage)
-    return _coded_class(base, stage)(
-        text,
-        code=code,
-        command=stage,
-        recipients=recipients,
-        sender=sender,
-        explanation=explanation,
-        attempts=attempts,
-        history=history,
-        retry_after=retry_after,
-    )
-
-
-def connection_failed(
-    reason: str | BaseException,
-    command: str | Command | None = None,
-    *,
-    recipients: Mapping[str, tuple[int, bytes | str]] | None = None,
-    sender: str | None = None,
-    attempts: int = 1,
-    history: Sequence[Attempt] = (),
-    retry_after: float | None = None,
-) -> ConnectionFailed:
-    """A refused, timed-out or dropped connection (before the final dot) as ``command`` was sent."""
-    text = reason if isinstance(reason, str) else (str(reason) or type(reason).__name__)
-    return ConnectionFailed(
-        text,
-        command=command,
-        recipients=recipients,
-        sender=sender,
-        attempts=attempts,
-        history=history,
-        retry_after=retry_after,
-    )
-
-
-def ambiguous_delivery(
-    reason: str | BaseException,
-    *,
-    recipients: Mapping[str, tuple[int, bytes | str]] | None = None,
-    sender: str | None = None,
-    attempts: int = 1,
-    history: Sequence[Attempt] = (),
-) -> AmbiguousDeliveryError:
-    """The connection was lost between the final dot and the server's reply."""
-    text = reason if isinstance(reason, str) else (str(reason) or type(reason).__name__)
-    return AmbiguousDeliveryError(
-        text,
-        command=Command.END_OF_DATA,
-        recipients=recipients,
-        sender=sender,
-        attempts=attempts,
-        history=history,
-    )
-
-
-def error_from_smtplib(
-    exc: smtplib.SMTPException, command: str | Command | None = None
-) -> SMTPResilienceError:
-    """Our exception for one smtplib raised; ``command`` overrides the stage its class implies.
-
-    Raise the result ``from exc`` to keep smtplib's traceback. One of ours is returned unchanged.
-    A disconnect at END_OF_DATA is an :class:`AmbiguousDeliveryError`.
-    """
-    if isinstance(exc, SMTPResilienceError):
-        return exc
-    stage = Command.parse(command)
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        refusals = dict(exc.recipients)
-        replies = list(refusals.values())
-        # One transient refusal means some recipient may still get it later: report that one.
-        code, reply = next(
-            (r for r in replies if 400 <= r[0] <= 499), replies[0] if replies else (None, b"")
-        )
-        return error_for(code, reply, stage or Command.RCPT, refusals)
-    if isinstance(exc, smtplib.SMTPResponseException):
-        # The first stage whose smtplib class this is: DATA before END_OF_DATA, EHLO before HELO.
-        default = next(
-            (c for c, k in SMTPLIB_CLASS_FOR_COMMAND.items() if isinstance(exc, k)), None
-        )
-        sender = exc.sender if isinstance(exc, smtplib.SMTPSenderRefused) else None
-        return error_for(exc.smtp_code, exc.smtp_error, stage or default, sender=sender)
-    if isinstance(exc, smtplib.SMTPServerDisconnected):
-        reason = str(exc) or "connection lost"
-        if stage is Command.END_OF_DATA:
-            return ambiguous_delivery(reason)
-        return connection_failed(reason, stage)
-    # Anything else smtplib raises (SMTPNotSupportedError, ...) keeps its class for except clauses.
-    extras = () if type(exc) is smtplib.SMTPException else (type(exc),)
-    return _combine(SMTPResilienceError, extras)(str(exc), command=stage)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether the same request may succeed later.
-
-    A configured override (seen in the explanation's reply class) wins over the class; a lost
-    connection is transient, an ambiguous delivery or a malformed reply is not.
-    """
-    if isinstance(exc, smtplib.SMTPException):
-        error = error_from_smtplib(exc)
-        explanation = error.explanation
-        if explanation is not None and explanation.reply_class in _OVERRIDABLE:
-            return explanation.reply_class is ReplyClass.TRANSIENT
-        return isinstance(error, TransientSMTPError)
-    # Socket-level failures (refused, reset, timed out); a bad certificate will not fix itself.
-    return isinstance(exc, OSError) and not isinstance(exc, ssl.SSLCertVerificationError)
-
-
-_OVERRIDABLE = (ReplyClass.TRANSIENT, ReplyClass.PERMANENT)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from smtp_resilience.codes import Command
+from smtp_resilience.replies.codes import Command
 
 __all__ = ["Attempt", "DeliveryReport", "Outcome", "RecipientOutcome"]
 
@@ -76,8 +76,3 @@ class DeliveryReport:
     @property
     def ambiguous(self) -> tuple[str, ...]:
         return self._with(Outcome.AMBIGUOUS)
-
-    @property
-    def complete(self) -> bool:
-        """True when every recipient either got the message or was refused for good."""
-        return not self.deferred and not self.ambiguous

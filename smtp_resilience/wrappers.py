@@ -20,21 +20,18 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
-from smtp_resilience.classification import classify
 from smtp_resilience.client import ResilientSMTP, ResilientSMTP_SSL
-from smtp_resilience.codes import Command
-from smtp_resilience.engine import TryAgain, run_with_retries
-from smtp_resilience.errors import (
-    AmbiguousDeliveryError,
-    SMTPResilienceError,
+from smtp_resilience.engine.events import EventLog
+from smtp_resilience.engine.mapping import (
     ambiguous_delivery,
     connection_failed,
-    error_for,
     error_from_smtplib,
     is_transient,
 )
-from smtp_resilience.events import EventLog
-from smtp_resilience.policy import RetryPolicy
+from smtp_resilience.engine.retry_loop import TryAgain, run_with_retries
+from smtp_resilience.errors import AmbiguousDeliveryError, SMTPResilienceError
+from smtp_resilience.policy.retry import RetryPolicy
+from smtp_resilience.replies.codes import Command
 
 __all__ = ["SMTPPatch", "patch", "patched", "retrying", "unpatch"]
 
@@ -232,21 +229,11 @@ def _judge(
     if not isinstance(exc, smtplib.SMTPException):
         return None  # not the mail server's doing
 
-    mapped = error_from_smtplib(exc, stage)
-    if mapped.code is None:  # no usable reply (garbled, extension missing): retrying won't help
-        return mapped
-    verdict = classify(mapped.code, mapped.text, mapped.command, policy.overrides)
-    reply = mapped.smtp_error if isinstance(mapped, smtplib.SMTPResponseException) else mapped.text
-    error = error_for(
-        mapped.code,
-        reply,
-        mapped.command,
-        mapped.recipients,
-        sender=mapped.sender,
-        retry_after=verdict.retry_after,
-        explanation=verdict.explanation,
-    )
-    if verdict.transient and stage is not Command.QUIT:
+    error = error_from_smtplib(exc, stage, overrides=policy.overrides)
+    explanation = error.explanation
+    if explanation is None or explanation.code is None:
+        return error  # no usable reply (garbled, extension missing): retrying won't help
+    if explanation.decision.transient and stage is not Command.QUIT:
         return TryAgain(error, list(error.recipients))
     return error
 

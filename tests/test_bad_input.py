@@ -58,7 +58,6 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import pytest
-from conftest import FakeClock, make_message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
@@ -77,6 +76,7 @@ from smtp_resilience.errors import (
 )
 from smtp_resilience.report import Outcome
 from smtp_resilience.testing import Action, Drop, Raw, ScriptedSMTPServer, Silence
+from tests.helpers import FakeClock, make_message
 
 T = TypeVar("T")
 

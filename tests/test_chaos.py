@@ -8,13 +8,7 @@ do hurt the retry loop people write around plain smtplib, so the soak can tell t
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-# bench/ sits at the repository root next to the package and is not installed with it
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.chaos import (
     HARD,

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smtp_resilience.classification import Decision, Explanation, Verdict, classify, explain
-from smtp_resilience.codes import Category, Command, ReplyClass
-from smtp_resilience.enhanced import EnhancedStatus
-from smtp_resilience.overrides import Overrides
+from smtp_resilience.replies.classification import Decision, Explanation, Verdict, classify, explain
+from smtp_resilience.replies.codes import Category, Command, ReplyClass
+from smtp_resilience.replies.enhanced import EnhancedStatus
+from smtp_resilience.replies.overrides import Overrides
 
 P = Decision.PROCEED
 R = Decision.RETRY
@@ -113,7 +113,7 @@ def test_every_known_code_after_every_command_follows_the_stage_table(
 
 
 def test_the_table_covers_every_code_the_knowledge_base_knows() -> None:
-    from smtp_resilience.codes import KNOWN_CODES
+    from smtp_resilience.replies.codes import KNOWN_CODES
 
     assert set(KNOWN_CODES) <= set(STAGE_TABLE)
 
@@ -398,6 +398,7 @@ def test_an_explanation_reads_code_enhanced_command_meaning_cause_action() -> No
         meaning="mailbox unavailable",
         cause="the recipient's address does not exist at that domain",
         action="not retried",
+        decision=Decision.FAIL_RECIPIENT,
     )
     assert str(explanation) == (
         "550 5.1.1 (RCPT): mailbox unavailable - the recipient's address does not exist at that"
@@ -423,7 +424,7 @@ def test_an_explanation_without_enhanced_code_or_command_leaves_them_out() -> No
 
 
 def test_an_unregistered_enhanced_detail_falls_back_to_the_command_specific_cause() -> None:
-    from smtp_resilience.codes import cause_for
+    from smtp_resilience.replies.codes import cause_for
 
     explanation = explain(550, "5.1.99 odd", Command.RCPT)
     assert explanation.enhanced_status == EnhancedStatus(5, 1, 99)
@@ -432,7 +433,7 @@ def test_an_unregistered_enhanced_detail_falls_back_to_the_command_specific_caus
 
 @pytest.mark.parametrize("text", ["4.7.0 try later", "4.0.0 closing"])
 def test_an_enhanced_detail_of_zero_keeps_the_basic_codes_cause(text: str) -> None:
-    from smtp_resilience.codes import cause_for
+    from smtp_resilience.replies.codes import cause_for
 
     explanation = explain(421, text, Command.MAIL)
     assert explanation.enhanced_status is not None

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from smtp_resilience import Command, explain, reply_code
-from smtp_resilience.cli import ExitCode, main
-from smtp_resilience.codes import KNOWN_CODES, cause_for, replies_for
+from smtp_resilience.cli import main
+from smtp_resilience.cli.status import ExitCode
+from smtp_resilience.replies.codes import KNOWN_CODES, cause_for, replies_for
 from smtp_resilience.testing import Drop, ScriptedSMTPServer
 
 MESSAGE = b"From: app@example.com\r\nTo: a@example.net\r\nSubject: hello\r\n\r\nHello.\r\n"

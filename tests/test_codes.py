@@ -1,4 +1,4 @@
-"""Tests for the basic reply-code knowledge base (smtp_resilience.codes)."""
+"""Tests for the basic reply-code knowledge base (smtp_resilience.replies.codes)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smtp_resilience.codes import (
+from smtp_resilience.replies.codes import (
     KNOWN_CODES,
     Category,
     Command,

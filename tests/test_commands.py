@@ -1,11 +1,11 @@
-"""Tests for the Command enum and its per-command tables (smtp_resilience.commands)."""
+"""Tests for the Command enum and its per-command tables (smtp_resilience.replies.commands)."""
 
 from __future__ import annotations
 
 import pytest
 
-from smtp_resilience import codes
-from smtp_resilience.commands import COMMAND_CAUSES, REPLIES_BY_COMMAND, Command
+from smtp_resilience.replies import codes
+from smtp_resilience.replies.commands import COMMAND_CAUSES, REPLIES_BY_COMMAND, Command
 
 
 def test_codes_re_exports_the_same_command_enum() -> None:

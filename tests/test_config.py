@@ -8,19 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from smtp_resilience.classification import Decision, classify
-from smtp_resilience.config import (
-    CONFIG_KEYS,
+from smtp_resilience.policy.loaders import CONFIG_KEYS
+from smtp_resilience.policy.retry import RetryPolicy
+from smtp_resilience.policy.values import (
     PolicyConfigError,
     parse_bool,
     parse_deadline,
     parse_duration,
-    policy_from_env,
-    policy_from_mapping,
-    policy_from_toml,
 )
-from smtp_resilience.overrides import Override, Overrides
-from smtp_resilience.policy import RetryPolicy
+from smtp_resilience.replies.classification import Decision, classify
+from smtp_resilience.replies.overrides import Override, Overrides
 
 # ---------------------------------------------------------------------------------------- durations
 
@@ -150,7 +147,7 @@ def test_parse_bool_refuses_other_values_naming_field_and_value(value: object) -
 )
 @pytest.mark.parametrize(("text", "expected"), [("yes", True), ("off", False), ("1", True)])
 def test_boolean_fields_accept_strings_from_mappings(key: str, text: str, expected: bool) -> None:
-    policy = policy_from_mapping({key: text})
+    policy = RetryPolicy.from_mapping({key: text})
     assert getattr(policy, key.replace("-", "_")) is expected
 
 
@@ -163,7 +160,7 @@ def test_config_keys_are_the_policy_fields_plus_preset_and_text_overrides() -> N
 
 
 def test_policy_from_mapping_reads_every_field() -> None:
-    policy = policy_from_mapping(
+    policy = RetryPolicy.from_mapping(
         {
             "max_attempts": 3,
             "initial_delay": "500ms",
@@ -198,11 +195,13 @@ def test_policy_from_mapping_reads_every_field() -> None:
 
 
 def test_an_empty_mapping_gives_the_default_policy() -> None:
-    assert policy_from_mapping({}) == RetryPolicy()
+    assert RetryPolicy.from_mapping({}) == RetryPolicy()
 
 
 def test_keys_may_use_dashes() -> None:
-    policy = policy_from_mapping({"max-attempts": 2, "initial-delay": "2s", "text-overrides": {}})
+    policy = RetryPolicy.from_mapping(
+        {"max-attempts": 2, "initial-delay": "2s", "text-overrides": {}}
+    )
     assert (policy.max_attempts, policy.initial_delay) == (2, 2.0)
 
 
@@ -210,7 +209,7 @@ def test_mapping_starts_from_base_and_changes_only_the_keys_given() -> None:
     base = RetryPolicy(
         max_attempts=9, jitter=0.0, overrides=Overrides.from_rules({450: "permanent"})
     )
-    policy = policy_from_mapping(
+    policy = RetryPolicy.from_mapping(
         {"deadline": "off", "overrides": {"4.2.1": "transient"}}, base=base
     )
     assert policy.max_attempts == 9
@@ -221,7 +220,7 @@ def test_mapping_starts_from_base_and_changes_only_the_keys_given() -> None:
 
 
 def test_mapping_overrides_change_classification() -> None:
-    policy = policy_from_mapping({"overrides": {"550 5.7.1": "transient"}})
+    policy = RetryPolicy.from_mapping({"overrides": {"550 5.7.1": "transient"}})
     verdict = classify(550, "5.7.1 Try later", "MAIL", policy.overrides)
     assert verdict.decision is Decision.RETRY
 
@@ -235,7 +234,7 @@ def test_mapping_overrides_change_classification() -> None:
     ],
 )
 def test_text_overrides_accept_mapping_or_pairs(text_overrides: object) -> None:
-    policy = policy_from_mapping({"text_overrides": text_overrides})
+    policy = RetryPolicy.from_mapping({"text_overrides": text_overrides})
     verdict = classify(421, "4.7.1 [TS03] deferred", "MAIL", policy.overrides)
     assert verdict.decision is Decision.FAIL_MESSAGE
 
@@ -251,7 +250,7 @@ def test_text_overrides_accept_mapping_or_pairs(text_overrides: object) -> None:
 )
 def test_unknown_key_is_named_with_the_closest_valid_key(key: str, suggestion: str) -> None:
     with pytest.raises(PolicyConfigError) as caught:
-        policy_from_mapping({key: 1})
+        RetryPolicy.from_mapping({key: 1})
     message = str(caught.value)
     assert f"unknown key {key!r}" in message
     assert f"did you mean {suggestion!r}?" in message
@@ -261,7 +260,7 @@ def test_unknown_key_is_named_with_the_closest_valid_key(key: str, suggestion: s
 
 def test_unknown_key_without_close_match_still_lists_valid_keys() -> None:
     with pytest.raises(PolicyConfigError) as caught:
-        policy_from_mapping({"colour": "blue"})
+        RetryPolicy.from_mapping({"colour": "blue"})
     assert "did you mean" not in str(caught.value)
     assert "valid keys: " in str(caught.value)
 
@@ -269,12 +268,12 @@ def test_unknown_key_without_close_match_still_lists_valid_keys() -> None:
 @pytest.mark.parametrize(("key"), ["sleep", "clock"])
 def test_callables_are_not_configurable(key: str) -> None:
     with pytest.raises(PolicyConfigError, match=f"unknown key {key!r}"):
-        policy_from_mapping({key: "x"})
+        RetryPolicy.from_mapping({key: "x"})
 
 
 def test_the_same_key_twice_is_refused() -> None:
     with pytest.raises(PolicyConfigError, match="given twice"):
-        policy_from_mapping({"max_attempts": 2, "max-attempts": 3})
+        RetryPolicy.from_mapping({"max_attempts": 2, "max-attempts": 3})
 
 
 BAD_VALUES = [
@@ -309,7 +308,7 @@ BAD_VALUES = [
 @pytest.mark.parametrize(("key", "value", "shown"), BAD_VALUES)
 def test_bad_value_is_named_with_its_key(key: str, value: object, shown: str) -> None:
     with pytest.raises(PolicyConfigError) as caught:
-        policy_from_mapping({key: value})
+        RetryPolicy.from_mapping({key: value})
     message = str(caught.value)
     assert message.startswith(f"{key}: ")
     assert shown in message
@@ -317,47 +316,49 @@ def test_bad_value_is_named_with_its_key(key: str, value: object, shown: str) ->
 
 def test_policy_validation_errors_name_the_key_that_broke_it() -> None:
     with pytest.raises(PolicyConfigError) as caught:
-        policy_from_mapping({"initial_delay": "10s", "max-delay": "5s"})
-    assert str(caught.value).startswith("max-delay: max_delay must be >= initial_delay")
+        RetryPolicy.from_mapping({"initial_delay": "10s", "max-delay": "5s"})
+    assert str(caught.value).startswith("max-delay: must be >= initial_delay")
 
 
 def test_mapping_must_be_a_mapping() -> None:
     with pytest.raises(PolicyConfigError, match="must be a mapping"):
-        policy_from_mapping([("max_attempts", 2)])  # type: ignore[arg-type]
+        RetryPolicy.from_mapping([("max_attempts", 2)])  # type: ignore[arg-type]
 
 
 def test_non_string_key_is_refused() -> None:
     with pytest.raises(PolicyConfigError, match="key 5 is not a string"):
-        policy_from_mapping({5: "x"})  # type: ignore[dict-item]
+        RetryPolicy.from_mapping({5: "x"})  # type: ignore[dict-item]
 
 
 # ------------------------------------------------------------------------------------------ presets
 
 
 def test_preset_is_applied_before_the_other_keys() -> None:
-    policy = policy_from_mapping({"initial_delay": "1s", "preset": "gmail"})
+    policy = RetryPolicy.from_mapping({"initial_delay": "1s", "preset": "gmail"})
     assert policy.initial_delay == 1.0  # the user's value, not the preset's
     assert policy.max_delay == RetryPolicy.preset("gmail").max_delay
 
 
 def test_preset_alone_equals_the_preset_policy() -> None:
-    assert policy_from_mapping({"preset": "yahoo"}) == RetryPolicy.preset("yahoo")
+    assert RetryPolicy.from_mapping({"preset": "yahoo"}) == RetryPolicy.preset("yahoo")
 
 
 def test_user_override_wins_over_the_preset_for_the_same_key() -> None:
-    policy = policy_from_mapping({"preset": "gmail", "overrides": {"550 5.7.26": "transient"}})
+    policy = RetryPolicy.from_mapping({"preset": "gmail", "overrides": {"550 5.7.26": "transient"}})
     verdict = classify(550, "5.7.26 unauthenticated", "end of data", policy.overrides)
     assert verdict.decision is Decision.RETRY
 
 
 def test_user_text_override_wins_over_the_preset_text_rule() -> None:
-    policy = policy_from_mapping({"preset": "yahoo", "text_overrides": {r"\[TS03\]": "transient"}})
+    policy = RetryPolicy.from_mapping(
+        {"preset": "yahoo", "text_overrides": {r"\[TS03\]": "transient"}}
+    )
     verdict = classify(421, "4.7.1 [TS03] deferred", "MAIL", policy.overrides)
     assert verdict.decision is Decision.RECONNECT_THEN_RETRY
 
 
 def test_user_rules_and_preset_rules_combine() -> None:
-    policy = policy_from_mapping({"preset": "yahoo", "overrides": {"550 5.7.1": "transient"}})
+    policy = RetryPolicy.from_mapping({"preset": "yahoo", "overrides": {"550 5.7.1": "transient"}})
     assert classify(550, "5.7.1 later", "MAIL", policy.overrides).decision is Decision.RETRY
     ts03 = classify(421, "4.7.1 [TS03] deferred", "MAIL", policy.overrides)
     assert ts03.decision is Decision.FAIL_MESSAGE
@@ -365,20 +366,20 @@ def test_user_rules_and_preset_rules_combine() -> None:
 
 def test_policy_error_on_the_users_field_names_the_users_key() -> None:
     # gmail sets initial_delay 5s: a max_delay below it is refused and named as the user wrote it.
-    with pytest.raises(PolicyConfigError, match=r"^max-delay: max_delay must be >= initial_delay"):
-        policy_from_mapping({"preset": "gmail", "max-delay": "2s"})
+    with pytest.raises(PolicyConfigError, match=r"^max-delay: must be >= initial_delay"):
+        RetryPolicy.from_mapping({"preset": "gmail", "max-delay": "2s"})
 
 
 def test_policy_error_on_a_preset_field_says_it_came_from_the_preset() -> None:
     # gmail sets max_delay 60s: an initial_delay above it makes the preset's value invalid.
     with pytest.raises(PolicyConfigError) as caught:
-        policy_from_mapping({"preset": "gmail", "initial_delay": "2m"})
-    assert str(caught.value).startswith("max_delay (from preset 'gmail'): max_delay must be >=")
+        RetryPolicy.from_mapping({"preset": "gmail", "initial_delay": "2m"})
+    assert str(caught.value).startswith("max_delay (from preset 'gmail'): must be >=")
 
 
 def test_unknown_preset_lists_the_valid_ones() -> None:
     with pytest.raises(PolicyConfigError) as caught:
-        policy_from_mapping({"preset": "hotmail"})
+        RetryPolicy.from_mapping({"preset": "hotmail"})
     message = str(caught.value)
     assert message.startswith("preset: unknown provider preset 'hotmail'")
     for name in ("gmail", "microsoft365", "yahoo", "amazon_ses"):
@@ -389,7 +390,7 @@ def test_unknown_preset_lists_the_valid_ones() -> None:
 
 
 def test_policy_from_env_reads_prefixed_variables() -> None:
-    policy = policy_from_env(
+    policy = RetryPolicy.from_env(
         environ={
             "SMTP_RETRY_MAX_ATTEMPTS": "3",
             "SMTP_RETRY_DEADLINE": "2m",
@@ -410,12 +411,14 @@ def test_policy_from_env_reads_prefixed_variables() -> None:
 
 
 def test_env_preset_and_deadline_off() -> None:
-    policy = policy_from_env(environ={"SMTP_RETRY_PRESET": "gmail", "SMTP_RETRY_DEADLINE": "off"})
+    policy = RetryPolicy.from_env(
+        environ={"SMTP_RETRY_PRESET": "gmail", "SMTP_RETRY_DEADLINE": "off"}
+    )
     assert policy == RetryPolicy.preset("gmail").replace(deadline=None)
 
 
 def test_env_text_overrides_may_contain_separators_inside_patterns() -> None:
-    policy = policy_from_env(
+    policy = RetryPolicy.from_env(
         environ={"SMTP_RETRY_TEXT_OVERRIDES": r"rate=limit\d{1,3}=transient; \[TS03\]=permanent"}
     )
     assert [(rule.pattern, value) for rule, value in policy.overrides.by_text] == [
@@ -425,17 +428,17 @@ def test_env_text_overrides_may_contain_separators_inside_patterns() -> None:
 
 
 def test_env_uses_a_custom_prefix() -> None:
-    policy = policy_from_env("MAILER_", {"MAILER_JITTER": "0", "SMTP_RETRY_JITTER": "junk"})
+    policy = RetryPolicy.from_env("MAILER_", {"MAILER_JITTER": "0", "SMTP_RETRY_JITTER": "junk"})
     assert policy.jitter == 0.0
 
 
 def test_env_empty_variable_counts_as_unset() -> None:
-    assert policy_from_env(environ={"SMTP_RETRY_MAX_ATTEMPTS": ""}) == RetryPolicy()
+    assert RetryPolicy.from_env(environ={"SMTP_RETRY_MAX_ATTEMPTS": ""}) == RetryPolicy()
 
 
 def test_env_unknown_variable_with_the_prefix_is_named() -> None:
     with pytest.raises(PolicyConfigError) as caught:
-        policy_from_env(environ={"SMTP_RETRY_MAX_ATTEMPS": "3"})
+        RetryPolicy.from_env(environ={"SMTP_RETRY_MAX_ATTEMPS": "3"})
     message = str(caught.value)
     assert "unknown variable 'SMTP_RETRY_MAX_ATTEMPS'" in message
     assert "did you mean 'SMTP_RETRY_MAX_ATTEMPTS'?" in message
@@ -454,7 +457,7 @@ def test_env_unknown_variable_with_the_prefix_is_named() -> None:
 )
 def test_env_bad_value_names_the_variable(variable: str, value: str) -> None:
     with pytest.raises(PolicyConfigError) as caught:
-        policy_from_env(environ={variable: value})
+        RetryPolicy.from_env(environ={variable: value})
     assert str(caught.value).startswith(f"{variable}: ")
 
 
@@ -489,7 +492,7 @@ mask_addresses = true
 'greylisted' = "transient"
 """,
     )
-    policy = policy_from_toml(path)
+    policy = RetryPolicy.from_toml(path)
     assert policy.max_attempts == 4
     assert policy.deadline == 90.0
     assert policy.mask_addresses is True
@@ -515,7 +518,7 @@ def test_policy_from_toml_reads_a_dotted_table(tmp_path: Path) -> None:
 def test_toml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
     path = write(tmp_path, "[smtp_resilience]\nmax_attempts = 3\ndeadline 2m\n")
     with pytest.raises(PolicyConfigError) as caught:
-        policy_from_toml(path)
+        RetryPolicy.from_toml(path)
     message = str(caught.value)
     assert message.startswith(f"{path}: not valid TOML")
     assert "line 3" in message
@@ -524,7 +527,7 @@ def test_toml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
 def test_toml_missing_file_is_a_config_error(tmp_path: Path) -> None:
     missing = tmp_path / "absent.toml"
     with pytest.raises(PolicyConfigError, match="no such file") as caught:
-        policy_from_toml(missing)
+        RetryPolicy.from_toml(missing)
     assert str(missing) in str(caught.value)
 
 
@@ -539,20 +542,20 @@ def test_toml_missing_file_is_a_config_error(tmp_path: Path) -> None:
 def test_toml_missing_table_names_file_and_table(tmp_path: Path, text: str, table: str) -> None:
     path = write(tmp_path, text)
     with pytest.raises(PolicyConfigError) as caught:
-        policy_from_toml(path, table)
+        RetryPolicy.from_toml(path, table)
     assert str(caught.value) == f"{path}: no [{table}] table"
 
 
 def test_toml_table_that_is_a_value_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, 'smtp_resilience = "gmail"\n')
     with pytest.raises(PolicyConfigError, match=r"\[smtp_resilience\] is not a table"):
-        policy_from_toml(path)
+        RetryPolicy.from_toml(path)
 
 
 def test_toml_unknown_key_names_file_table_and_key(tmp_path: Path) -> None:
     path = write(tmp_path, "[smtp_resilience]\nmax_attemps = 3\n")
     with pytest.raises(PolicyConfigError) as caught:
-        policy_from_toml(path)
+        RetryPolicy.from_toml(path)
     message = str(caught.value)
     assert message.startswith(f"{path} [smtp_resilience]: unknown key 'max_attemps'")
     assert "did you mean 'max_attempts'?" in message
@@ -561,7 +564,7 @@ def test_toml_unknown_key_names_file_table_and_key(tmp_path: Path) -> None:
 def test_toml_bad_value_names_file_key_and_value(tmp_path: Path) -> None:
     path = write(tmp_path, '[smtp_resilience]\ninitial_delay = "3 parsecs"\n')
     with pytest.raises(PolicyConfigError) as caught:
-        policy_from_toml(path)
+        RetryPolicy.from_toml(path)
     assert str(caught.value).startswith(
         f"{path} [smtp_resilience]: initial_delay: '3 parsecs' is not a duration"
     )

@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 import structlog
 
-from smtp_resilience import events
-from smtp_resilience.console import (
+from smtp_resilience.cli.console import (
     EventLineRenderer,
     console_logging,
     dash_for,
@@ -18,7 +17,8 @@ from smtp_resilience.console import (
     public_error_name,
     wants_color,
 )
-from smtp_resilience.errors import error_for
+from smtp_resilience.engine import events
+from smtp_resilience.engine.mapping import error_for
 
 RETRY = {
     "event": events.RETRY_SCHEDULED,

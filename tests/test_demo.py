@@ -11,8 +11,9 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from smtp_resilience.cli import ExitCode, main
-from smtp_resilience.demo import SCENARIOS, Scenario, run_scenario
+from smtp_resilience.cli import main
+from smtp_resilience.cli.demo import SCENARIOS, Scenario, run_scenario
+from smtp_resilience.cli.status import ExitCode
 from smtp_resilience.testing import ScriptedSMTPServer
 
 # The outcome and exception each scenario must end with, as the summary table shows them.

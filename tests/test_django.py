@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import FakeClock
+
+from tests.helpers import FakeClock
 
 django = pytest.importorskip("django")
 

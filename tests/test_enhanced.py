@@ -1,4 +1,4 @@
-"""Tests for enhanced status code parsing and explanation (smtp_resilience.enhanced)."""
+"""Tests for enhanced status code parsing and explanation (smtp_resilience.replies.enhanced)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from smtp_resilience.enhanced import (
+from smtp_resilience.replies.enhanced import (
     DETAIL_MEANINGS,
     SUBJECT_MEANINGS,
     EnhancedStatus,

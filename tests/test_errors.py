@@ -11,8 +11,14 @@ from typing import Any
 import pytest
 
 from smtp_resilience import errors
-from smtp_resilience.classification import explain
-from smtp_resilience.codes import Command
+from smtp_resilience.engine import mapping
+from smtp_resilience.engine.mapping import (
+    ambiguous_delivery,
+    connection_failed,
+    error_for,
+    error_from_smtplib,
+    is_transient,
+)
 from smtp_resilience.errors import (
     AccessDenied,
     AmbiguousDeliveryError,
@@ -38,12 +44,9 @@ from smtp_resilience.errors import (
     TransactionFailed,
     TransientSMTPError,
     UserNotLocal,
-    ambiguous_delivery,
-    connection_failed,
-    error_for,
-    error_from_smtplib,
-    is_transient,
 )
+from smtp_resilience.replies.classification import classify, explain
+from smtp_resilience.replies.codes import Command
 from smtp_resilience.report import Attempt, DeliveryReport, Outcome, RecipientOutcome
 
 # Written out here, not read from the module, so a wrong entry in the module's table fails.
@@ -102,13 +105,13 @@ def expected_base(code: int) -> type[SMTPResilienceError]:
 def test_each_code_maps_to_its_class(code: int, error_class: type[SMTPResilienceError]) -> None:
     error = error_for(code, TEXT)
     assert type(error) is error_class
-    assert errors.CLASS_FOR_CODE[code] is error_class
+    assert mapping.CLASS_FOR_CODE[code] is error_class
     assert isinstance(error, expected_base(code))
     assert error.code == code
 
 
 def test_code_table_has_exactly_the_listed_codes() -> None:
-    assert dict(errors.CLASS_FOR_CODE) == EXPECTED_CLASS_FOR_CODE
+    assert dict(mapping.CLASS_FOR_CODE) == EXPECTED_CLASS_FOR_CODE
 
 
 @pytest.mark.parametrize("code", [499, 458, 454, 599, 571, 556])
@@ -376,9 +379,10 @@ def test_str_stays_on_one_line_for_multiline_replies_and_many_recipients() -> No
     assert "user7@x" not in str(error)
 
 
-def test_str_uses_the_explanation_given() -> None:
-    explanation = explain(550, "5.7.1 relay denied", "RCPT")
-    error = error_for(550, "ignored for the message", "RCPT", explanation=explanation)
+def test_str_uses_the_explanation_of_the_verdict_given() -> None:
+    verdict = classify(550, "5.7.1 relay denied", "RCPT")
+    explanation = verdict.explanation
+    error = error_for(550, "ignored for the message", "RCPT", verdict=verdict)
     assert error.explanation is explanation
     assert str(error) == str(explanation)
     assert error.enhanced_status == explanation.enhanced_status

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smtp_resilience.hints import MAXIMUM_HINT_SECONDS, retry_after_hint
+from smtp_resilience.replies.hints import MAXIMUM_HINT_SECONDS, retry_after_hint
 
 PHRASES_SERVERS_USE = [
     ("4.7.0 Try again in 300 seconds", 300.0),

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from smtp_resilience.enhanced import EnhancedStatus
-from smtp_resilience.overrides import Override, Overrides
+from smtp_resilience.replies.enhanced import EnhancedStatus
+from smtp_resilience.replies.overrides import Override, Overrides
 
 TRANSIENT = Override.TRANSIENT
 PERMANENT = Override.PERMANENT

@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from smtp_resilience import ResilientSMTP, RetryPolicy
+from smtp_resilience.engine.transaction import prepare_payload
 from smtp_resilience.testing import ScriptedSMTPServer
-from smtp_resilience.transaction import prepare_payload
 
 # Bytes where line structure matters: dots, CR and LF are common, so every combination occurs.
 _LINE_BYTES = st.binary(max_size=200).map(

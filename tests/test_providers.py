@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from smtp_resilience.classification import Decision, classify
-from smtp_resilience.codes import Command
-from smtp_resilience.config import CONFIG_KEYS, PolicyConfigError
-from smtp_resilience.overrides import Override, Overrides
-from smtp_resilience.policy import RetryPolicy
-from smtp_resilience.providers import PRESETS, ProviderPreset, preset, preset_named
+from smtp_resilience.policy.loaders import CONFIG_KEYS, PolicyConfigError
+from smtp_resilience.policy.presets import PRESETS, ProviderPreset, preset_named
+from smtp_resilience.policy.retry import RetryPolicy
+from smtp_resilience.replies.classification import Decision, classify
+from smtp_resilience.replies.codes import Command
+from smtp_resilience.replies.overrides import Override, Overrides
 
 # (preset, code, text, command, decision the preset promises), written out independently of the
 # data in providers.py so that a changed rule shows up here.
@@ -74,7 +74,7 @@ PROMISES = [
 def test_preset_classifies_its_providers_replies_as_promised(
     name: str, code: int, text: str, command: str, decision: Decision
 ) -> None:
-    verdict = classify(code, text, command, preset(name).overrides)
+    verdict = classify(code, text, command, RetryPolicy.preset(name).overrides)
     assert verdict.decision is decision
 
 
@@ -90,11 +90,11 @@ def test_without_the_preset_these_replies_would_be_retried(
     name: str, code: int, text: str, command: str
 ) -> None:
     assert classify(code, text, command).transient
-    assert not classify(code, text, command, preset(name).overrides).transient
+    assert not classify(code, text, command, RetryPolicy.preset(name).overrides).transient
 
 
 def test_ts03_deferral_still_closes_the_connection() -> None:
-    verdict = classify(421, "4.7.1 [TS03] deferred", "MAIL", preset("yahoo").overrides)
+    verdict = classify(421, "4.7.1 [TS03] deferred", "MAIL", RetryPolicy.preset("yahoo").overrides)
     assert verdict.connection_closing
 
 
@@ -102,12 +102,12 @@ def test_ts03_deferral_still_closes_the_connection() -> None:
     "text", ["4.7.499 Something else", "4.7.700 Something else", "4.7.5000 Something else"]
 )
 def test_microsoft365_throttle_rule_covers_only_500_to_699(text: str) -> None:
-    assert preset("microsoft365").overrides.lookup(451, None, text) is None
+    assert RetryPolicy.preset("microsoft365").overrides.lookup(451, None, text) is None
 
 
 def test_every_documented_reply_gets_its_documented_treatment() -> None:
     for entry in PRESETS.values():
-        policy = entry.policy()
+        policy = RetryPolicy.preset(entry.name)
         assert entry.replies, entry.name
         for reply in entry.replies:
             verdict = classify(reply.code, reply.text, reply.command, policy.overrides)
@@ -153,7 +153,7 @@ def test_preset_names_ignore_case_and_dashes(name: str) -> None:
 @pytest.mark.parametrize("name", ["hotmail", "", "gmail.com"])
 def test_unknown_preset_lists_valid_names(name: str) -> None:
     with pytest.raises(PolicyConfigError) as caught:
-        preset(name)
+        RetryPolicy.preset(name)
     message = str(caught.value)
     assert repr(name) in message
     assert "gmail, microsoft365, yahoo, amazon_ses" in message
@@ -161,7 +161,7 @@ def test_unknown_preset_lists_valid_names(name: str) -> None:
 
 def test_preset_keeps_the_base_policy_and_its_rules() -> None:
     base = RetryPolicy(max_attempts=2, overrides=Overrides.from_rules({"550 5.7.1": "transient"}))
-    policy = preset("yahoo", base)
+    policy = RetryPolicy.preset("yahoo", base=base)
     assert policy.max_attempts == 2
     assert classify(550, "5.7.1 later", "MAIL", policy.overrides).decision is Decision.RETRY
     ts03 = classify(421, "4.7.1 [TS03] deferred", "MAIL", policy.overrides)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import structlog
-from conftest import make_message
 
 from smtp_resilience.testing import ScriptedSMTPServer, make_tls_contexts
+from tests.helpers import make_message
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 SNIPPETS = re.findall(r"```python\n(.*?)```", README.read_text(), re.DOTALL)

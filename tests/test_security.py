@@ -17,12 +17,11 @@ import ssl
 from collections.abc import Iterator
 
 import pytest
-from conftest import FakeClock, make_message
 from structlog.testing import capture_logs
 from structlog.typing import EventDict
 
 from smtp_resilience import ResilientSMTP, RetryPolicy
-from smtp_resilience import events as event_names
+from smtp_resilience.engine import events as event_names
 from smtp_resilience.errors import (
     AuthenticationFailed,
     SMTPResilienceError,
@@ -30,6 +29,7 @@ from smtp_resilience.errors import (
     TransientSMTPError,
 )
 from smtp_resilience.testing import Drop, ScriptedSMTPServer, make_tls_contexts
+from tests.helpers import FakeClock, make_message
 
 USER = "mailer"
 PASSWORD = "pw-7Hq!s3cret"
@@ -268,7 +268,7 @@ def test_report_api_also_raises_on_a_downgrade(
         server.offer_starttls = False
         server.script("RCPT", "421 4.3.2 closing")
         with pytest.raises(TLSDowngradeRefused):
-            smtp.send(make_message(A))
+            smtp.deliver(make_message(A))
     assert server.deliveries == []
 
 
@@ -329,15 +329,15 @@ def send_in_every_way(smtp_server: ScriptedSMTPServer, smtp: ResilientSMTP) -> N
     """Five sends that between them emit every event the engine has."""
     smtp_server.refuse(BOB, "550 5.1.1 no such user")  # recipient_refused
     smtp_server.refuse(CAROL, "451 4.7.1 greylisted")  # retry_scheduled, gave_up
-    smtp.send(make_message(ALICE, BOB, CAROL))  # delivered (to alice)
+    smtp.deliver(make_message(ALICE, BOB, CAROL))  # delivered (to alice)
     smtp_server.script("MAIL", "421 4.3.2 closing")  # reconnecting
-    smtp.send(make_message(ALICE, BOB))
+    smtp.deliver(make_message(ALICE, BOB))
     smtp_server.script("RCPT", Drop())  # a retry whose cause is a lost connection, not a reply
-    smtp.send(make_message(ALICE, CAROL))
+    smtp.deliver(make_message(ALICE, CAROL))
     smtp_server.script("end of data", Drop(after_delivery=True))  # ambiguous_delivery
-    smtp.send(make_message(ALICE))
+    smtp.deliver(make_message(ALICE))
     smtp_server.script("MAIL", "550 5.7.1 sender blocked")  # permanent_failure
-    smtp.send(make_message(ALICE))
+    smtp.deliver(make_message(ALICE))
 
 
 def test_masked_addresses_never_appear_in_any_event(
@@ -386,8 +386,8 @@ def test_masking_covers_addresses_the_server_echoes_in_its_reply(
         capture_logs() as events,
         ResilientSMTP(smtp_server.host, smtp_server.port, policy=masked) as smtp,
     ):
-        smtp.send(make_message(ALICE, BOB, CAROL))  # recipient_refused, retry_scheduled, gave_up
-        smtp.send(make_message(BOB))  # permanent_failure
+        smtp.deliver(make_message(ALICE, BOB, CAROL))  # recipient_refused, retry_scheduled, gave_up
+        smtp.deliver(make_message(BOB))  # permanent_failure
     names = {str(event["event"]) for event in events}
     assert names >= {
         event_names.RECIPIENT_REFUSED,

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 
 import pytest
-from conftest import FakeClock, make_message
 from structlog.testing import capture_logs
 
 from smtp_resilience import (
@@ -32,10 +31,11 @@ from smtp_resilience import (
     SMTPResilienceError,
     TransactionFailed,
 )
-from smtp_resilience.codes import Command
-from smtp_resilience.events import GAVE_UP, PERMANENT_FAILURE, RETRY_SCHEDULED
+from smtp_resilience.engine.events import GAVE_UP, PERMANENT_FAILURE, RETRY_SCHEDULED
+from smtp_resilience.replies.codes import Command
 from smtp_resilience.testing import Action, Drop, ScriptedSMTPServer, make_tls_contexts
 from smtp_resilience.wrappers import SMTPPatch, patch, patched, retrying, unpatch
+from tests.helpers import FakeClock, make_message
 
 A = "a@example.com"
 ORIGINAL_SMTP = smtplib.SMTP

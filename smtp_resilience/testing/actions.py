@@ -13,13 +13,16 @@ Reply strings follow how real servers behave: a positive reply (first digit 2 or
 server's normal handling (the sender, recipient or message is still recorded) and only replaces
 the text; any other reply refuses the command; a 421 reply is sent and the connection closed.
 
-This module has no dependency on aiosmtpd.
+This module has no dependency on aiosmtpd; stage names are read by
+:meth:`smtp_resilience.replies.commands.Command.parse`, as everywhere in the library.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TypeAlias
+
+from smtp_resilience.replies.commands import Command
 
 __all__ = [
     "COMMANDS",
@@ -35,33 +38,26 @@ __all__ = [
 ]
 
 #: The stages a script can target: the greeting, every verb, and the reply after the final dot.
-COMMANDS: tuple[str, ...] = (
-    "connect",
-    "HELO",
-    "EHLO",
-    "MAIL",
-    "RCPT",
-    "DATA",
-    "end of data",
-    "RSET",
-    "NOOP",
-    "QUIT",
-    "AUTH",
-    "STARTTLS",
-    "VRFY",
-    "EXPN",
-    "HELP",
+COMMANDS: tuple[str, ...] = tuple(
+    stage.value
+    for stage in (
+        Command.GREETING,
+        Command.HELO,
+        Command.EHLO,
+        Command.MAIL,
+        Command.RCPT,
+        Command.DATA,
+        Command.END_OF_DATA,
+        Command.RSET,
+        Command.NOOP,
+        Command.QUIT,
+        Command.AUTH,
+        Command.STARTTLS,
+        Command.VRFY,
+        Command.EXPN,
+        Command.HELP,
+    )
 )
-
-_ALIASES = {
-    "greeting": "connect",
-    "banner": "connect",
-    "mail from": "MAIL",
-    "rcpt to": "RCPT",
-    "end-of-data": "end of data",
-    "dot": "end of data",
-    ".": "end of data",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,15 +132,14 @@ Action: TypeAlias = str | Reply | Drop | Delay | Raw | Silence
 
 
 def command_name(command: str) -> str:
-    """The canonical stage name for ``command`` (case-insensitive, a few aliases); ValueError."""
-    text = " ".join(command.strip().split())
-    lowered = text.lower()
-    if lowered in _ALIASES:
-        return _ALIASES[lowered]
-    for name in COMMANDS:
-        if name.lower() == lowered:
-            return name
-    raise ValueError(f"unknown SMTP command {command!r}; expected one of {', '.join(COMMANDS)}")
+    """The canonical stage name for ``command``, read as :meth:`Command.parse` reads it."""
+    try:
+        stage = Command.parse(command)
+    except ValueError:
+        stage = None
+    if stage is None or stage.value not in COMMANDS:
+        raise ValueError(f"unknown SMTP command {command!r}; expected one of {', '.join(COMMANDS)}")
+    return stage.value
 
 
 def render_reply(reply: str | Reply) -> str:

@@ -184,13 +184,6 @@ class ScriptedSMTPServer:
             grouped.setdefault(delivery.message_id, []).append(delivery)
         return grouped
 
-    def count(self, message_id: str, rcpt: str | None = None) -> int:
-        """How many times the message with ``message_id`` was accepted (for ``rcpt`` if given)."""
-        return sum(
-            delivery.message_id == message_id and (rcpt is None or rcpt in delivery.rcpt_tos)
-            for delivery in self.deliveries
-        )
-
     # --- lifecycle --------------------------------------------------------------------------
 
     @property

@@ -3,10 +3,10 @@
 Sources: RFC 5321 §4.3.2, RFC 821 (SEND, SOML, SAML, TURN), RFC 4954 (AUTH), RFC 3207 (STARTTLS),
 RFC 7504 (521, 556).
 
-This module is pure data plus the :class:`Command` enum. :mod:`smtp_resilience.codes` builds its
+This module is pure data plus the :class:`Command` enum. :mod:`.codes` builds its
 lookups (``replies_for``, ``cause_for``) on these tables and re-exports :class:`Command`; import it
 from either place. Nothing here decides what a client does with a reply: that is
-:mod:`smtp_resilience.classification`.
+:mod:`smtp_resilience.replies.classification`.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ __all__ = ["COMMAND_CAUSES", "REPLIES_BY_COMMAND", "Command"]
 
 class Command(enum.Enum):
     """The stage a reply answers: an SMTP command, the connection greeting, or the final dot."""
-
-    __hash__ = object.__hash__  # singletons: the identity hash is Enum's, minus its Python call
 
     GREETING = "connect"
     HELO = "HELO"

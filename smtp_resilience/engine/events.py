@@ -15,8 +15,8 @@ from typing import Any
 
 import structlog
 
-from smtp_resilience.classification import Explanation
 from smtp_resilience.errors import SMTPResilienceError
+from smtp_resilience.replies.classification import Explanation
 
 __all__ = [
     "AMBIGUOUS_DELIVERY",

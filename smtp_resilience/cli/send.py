@@ -21,9 +21,7 @@ import sys
 from email.parser import BytesParser
 from typing import Any
 
-from smtp_resilience.cli import PROG, ExitCode, UsageError, exit_code_for, exit_code_for_error
-from smtp_resilience.client import ResilientSMTP, ResilientSMTP_SSL
-from smtp_resilience.console import (
+from smtp_resilience.cli.console import (
     EventLineRenderer,
     console_logging,
     dash_for,
@@ -31,8 +29,16 @@ from smtp_resilience.console import (
     public_error_name,
     wants_color,
 )
+from smtp_resilience.cli.status import (
+    PROG,
+    ExitCode,
+    UsageError,
+    exit_code_for,
+    exit_code_for_error,
+)
+from smtp_resilience.client import ResilientSMTP, ResilientSMTP_SSL
 from smtp_resilience.errors import SMTPResilienceError
-from smtp_resilience.policy import RetryPolicy
+from smtp_resilience.policy.retry import RetryPolicy
 from smtp_resilience.report import DeliveryReport
 
 __all__ = ["PASSWORD_VARIABLE", "print_report", "run_send"]
@@ -122,7 +128,7 @@ def _deliver(
         if arguments.user is not None:
             assert password is not None
             smtp.login(arguments.user, password)
-        return smtp.send(message, from_addr=arguments.sender, to_addrs=arguments.recipients)
+        return smtp.deliver(message, from_addr=arguments.sender, to_addrs=arguments.recipients)
 
 
 def _report_json(report: DeliveryReport, status: ExitCode) -> dict[str, Any]:

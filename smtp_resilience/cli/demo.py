@@ -8,7 +8,7 @@ recovers, a connection lost after the final dot. The messages go through
 as readable lines, and a table sums up what happened. The whole run takes about a second.
 
 The demo is an application, so it configures structlog, for its own run only
-(:func:`~smtp_resilience.console.console_logging` restores the previous configuration).
+(:func:`~smtp_resilience.cli.console.console_logging` restores the previous configuration).
 It exits 0 when every scenario ended as expected, 1 otherwise, and 2 when aiosmtpd (the
 ``testing`` extra) is not installed.
 """
@@ -24,9 +24,7 @@ from typing import Any
 
 import structlog
 
-from smtp_resilience.cli import PROG, ExitCode, exit_code_for, exit_code_for_error
-from smtp_resilience.client import ResilientSMTP
-from smtp_resilience.console import (
+from smtp_resilience.cli.console import (
     EventLineRenderer,
     Palette,
     console_logging,
@@ -35,8 +33,10 @@ from smtp_resilience.console import (
     public_error_name,
     wants_color,
 )
+from smtp_resilience.cli.status import PROG, ExitCode, exit_code_for, exit_code_for_error
+from smtp_resilience.client import ResilientSMTP
 from smtp_resilience.errors import SMTPResilienceError
-from smtp_resilience.policy import RetryPolicy
+from smtp_resilience.policy.retry import RetryPolicy
 from smtp_resilience.report import DeliveryReport
 from smtp_resilience.testing import Drop, ScriptedSMTPServer
 

@@ -29,7 +29,7 @@ RSET, QUIT, NOOP
 5xx elsewhere              FAIL_MESSAGE
 =========================  ================================================================
 
-An :class:`~smtp_resilience.overrides.Overrides` match on a 4xx or 5xx reply replaces the class
+An :class:`~.overrides.Overrides` match on a 4xx or 5xx reply replaces the class
 *before* the table is read: a 5xx made transient takes the 4xx rows, a 4xx made permanent the 5xx
 rows. A 421 stays "connection closing" whatever an override says: the server hangs up anyway.
 
@@ -43,18 +43,16 @@ import functools
 import re
 from dataclasses import dataclass
 
-from smtp_resilience.codes import Category, Command, ReplyClass, cause_for, reply_code
-from smtp_resilience.enhanced import EnhancedStatus, parse_enhanced_status
-from smtp_resilience.hints import retry_after_hint
-from smtp_resilience.overrides import Override, Overrides
+from smtp_resilience.replies.codes import Category, Command, ReplyClass, cause_for, reply_code
+from smtp_resilience.replies.enhanced import EnhancedStatus, parse_enhanced_status
+from smtp_resilience.replies.hints import retry_after_hint
+from smtp_resilience.replies.overrides import Override, Overrides
 
 __all__ = ["Decision", "Explanation", "Verdict", "classify", "explain"]
 
 
 class Decision(enum.Enum):
     """What the engine does after a reply."""
-
-    __hash__ = object.__hash__  # singletons: the identity hash is Enum's, minus its Python call
 
     PROCEED = "proceed"
     RETRY = "retry"  # reset, wait the backoff, replay the transaction
@@ -110,6 +108,7 @@ class Explanation:
     meaning: str
     cause: str
     action: str
+    decision: Decision  # what the client does; ``action`` says it in words
 
     def __str__(self) -> str:
         where = "" if self.command is None else f" ({self.command.value})"
@@ -127,6 +126,8 @@ class Verdict:
     explanation: Explanation
     connection_closing: bool  # 421 or a malformed reply: close and reconnect before anything else
     retry_after: float | None = None  # the server's own "try again in N seconds", transient only
+    # to RCPT: the server takes no more recipients in this transaction; the rest go in a new one
+    limits_recipients: bool = False
 
     @property
     def transient(self) -> bool:
@@ -142,12 +143,6 @@ _SESSION_COMMANDS = _SESSION_SETUP | {Command.RSET, Command.QUIT, Command.NOOP}
 _INTERMEDIATE_EXPECTED = frozenset({Command.DATA, Command.AUTH, None})
 _CONFIGURATION_CODES = frozenset({530, 534, 535, 538})  # authenticate / TLS / credentials
 _HOST_TAKES_NO_MAIL = 521
-_BASIC_CLASSES = {
-    2: ReplyClass.SUCCESS,
-    3: ReplyClass.INTERMEDIATE,
-    4: ReplyClass.TRANSIENT,
-    5: ReplyClass.PERMANENT,
-}
 _OVERRIDDEN_CLASSES = {
     Override.TRANSIENT: ReplyClass.TRANSIENT,
     Override.PERMANENT: ReplyClass.PERMANENT,
@@ -242,8 +237,20 @@ def _protocol_error(
         meaning=meaning,
         cause=cause,
         action=Decision.FAIL_EVERYTHING.action,
+        decision=Decision.FAIL_EVERYTHING,
     )
     return Verdict(Decision.FAIL_EVERYTHING, explanation, connection_closing=True)
+
+
+def _limits_recipients(code: int, enhanced: EnhancedStatus | None) -> bool:
+    """A reply to RCPT that means "no more recipients in this transaction".
+
+    X.5.3 says so outright; 452, and historically 552, say so too [RFC 5321 §4.5.3.1.10] unless
+    an enhanced code names something else (4.2.2 mailbox full is about that recipient).
+    """
+    if enhanced is not None:
+        return (enhanced.subject, enhanced.detail) == (5, 3)
+    return code in (452, 552)
 
 
 def _decide(
@@ -265,10 +272,7 @@ def _decide(
     if code in _CONFIGURATION_CODES:
         return Decision.FAIL_EVERYTHING
     if command is Command.RCPT:
-        # 552 to RCPT historically meant "too many recipients" [RFC 5321 §4.5.3.1.10]; an enhanced
-        # code naming something else (5.2.2 mailbox full) is a real refusal of this recipient.
-        too_many = enhanced is None or (enhanced.subject, enhanced.detail) == (5, 3)
-        if code == 552 and too_many and not overridden:
+        if code == 552 and _limits_recipients(code, enhanced) and not overridden:
             return Decision.RETRY_RECIPIENT_LATER
         return Decision.FAIL_RECIPIENT
     if code == _HOST_TAKES_NO_MAIL or command in _SESSION_COMMANDS:
@@ -280,7 +284,7 @@ def _classify_reply(
     code: int, text: str, command: Command | None, overrides: Overrides | None
 ) -> Verdict:
     facts = _facts(code, command)
-    basic_class = _BASIC_CLASSES[code // 100]
+    basic_class = ReplyClass.from_digit(code // 100)
     if basic_class is ReplyClass.INTERMEDIATE and command not in _INTERMEDIATE_EXPECTED:
         stage = "that command" if command is None else command.value
         return _protocol_error(
@@ -324,16 +328,12 @@ def _classify_reply(
         meaning=facts.meaning,
         cause=cause,
         action=action,
+        decision=decision,
     )
-    retry_after = retry_after_hint(text) if decision in _TRANSIENT_DECISIONS else None
-    return Verdict(decision, explanation, code == 421, retry_after)
-
-
-@functools.lru_cache(maxsize=1024)
-def _classify_cached(code: int, text: str, command: Command | None) -> Verdict:
-    # Servers repeat themselves ("2.1.5 Ok", "4.7.1 greylisted", "5.1.1 user unknown"); verdicts
-    # are immutable, so without overrides to consult the same reply need not be worked out twice.
-    return _classify_reply(code, text, command, None)
+    transient = decision in _TRANSIENT_DECISIONS
+    retry_after = retry_after_hint(text) if transient else None
+    limits = transient and command is Command.RCPT and _limits_recipients(code, enhanced)
+    return Verdict(decision, explanation, code == 421, retry_after, limits)
 
 
 def classify(
@@ -357,8 +357,6 @@ def classify(
             None, reply_text, stage, "malformed reply", f"{_NOT_VALID} ({parsed})"
         )
     try:
-        if parsed < 400 or not overrides:  # overrides never apply to 2xx/3xx
-            return _classify_cached(parsed, reply_text, stage)
         return _classify_reply(parsed, reply_text, stage, overrides)
     except Exception as error:  # last resort: a broken override pattern or knowledge-base entry
         return _protocol_error(

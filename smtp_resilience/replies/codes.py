@@ -1,8 +1,8 @@
 """Knowledge base of basic SMTP reply codes: what each code means and why a server sends it.
 
 Data and lookups only (RFC 5321 §4.2, RFC 4954, RFC 3207, RFC 7504). Which replies each command
-can get lives in :mod:`smtp_resilience.commands`; :class:`Command` is re-exported from here. What
-the client *does* with a reply is decided in :mod:`smtp_resilience.classification`.
+can get lives in :mod:`.commands`; :class:`Command` is re-exported from here. What the client
+*does* with a reply is decided in :mod:`.classification`.
 
 A code that is not in the table but is well formed (200..599) is explained by its digits
 (``known=False``). Anything outside 200..599 raises :class:`ValueError`; malformed replies are
@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from smtp_resilience.commands import COMMAND_CAUSES, REPLIES_BY_COMMAND, Command
+from smtp_resilience.replies.commands import COMMAND_CAUSES, REPLIES_BY_COMMAND, Command
 
 __all__ = [
     "KNOWN_CODES",
@@ -33,8 +33,6 @@ __all__ = [
 
 class ReplyClass(enum.Enum):
     """What the first digit says about the outcome."""
-
-    __hash__ = object.__hash__  # singletons: the identity hash is Enum's, minus its Python call
 
     SUCCESS = "success"  # 2
     INTERMEDIATE = "intermediate"  # 3

@@ -22,17 +22,16 @@ from typing import Any
 
 import tenacity
 
-from smtp_resilience.overrides import Overrides
+from smtp_resilience.policy import loaders
+from smtp_resilience.policy.values import (
+    PolicyConfigError,
+    check_attempts,
+    check_bool,
+    check_seconds,
+)
+from smtp_resilience.replies.overrides import Overrides
 
 __all__ = ["RetryPolicy"]
-
-
-def _positive_number(name: str, value: object, *, allow_zero: bool = True) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ValueError(f"{name} must be a number of seconds, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be {bound}, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,33 +59,29 @@ class RetryPolicy:
     clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if (
-            isinstance(self.max_attempts, bool)
-            or not isinstance(self.max_attempts, int)
-            or self.max_attempts < 1
-        ):
-            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts!r}")
-        _positive_number("initial_delay", self.initial_delay)
-        _positive_number("max_delay", self.max_delay)
-        _positive_number("jitter", self.jitter)
-        _positive_number("multiplier", self.multiplier, allow_zero=False)
-        if self.multiplier < 1:
-            raise ValueError(f"multiplier must be >= 1, got {self.multiplier!r}")
+        check_attempts("max_attempts", self.max_attempts)
+        for name in ("initial_delay", "max_delay", "jitter"):
+            check_seconds(name, getattr(self, name))
+        if not isinstance(self.multiplier, (int, float)) or isinstance(self.multiplier, bool):
+            raise PolicyConfigError("multiplier", f"must be a number, got {self.multiplier!r}")
+        if not 1 <= self.multiplier < math.inf:
+            raise PolicyConfigError(
+                "multiplier", f"must be >= 1 and finite, got {self.multiplier!r}"
+            )
         if self.max_delay < self.initial_delay:
-            raise ValueError(
-                f"max_delay must be >= initial_delay ({self.initial_delay!r}), "
-                f"got {self.max_delay!r}"
+            raise PolicyConfigError(
+                "max_delay",
+                f"must be >= initial_delay ({self.initial_delay!r}), got {self.max_delay!r}",
             )
         if self.deadline is not None:
-            _positive_number("deadline", self.deadline, allow_zero=False)
+            check_seconds("deadline", self.deadline, allow_zero=False)
         if not isinstance(self.overrides, Overrides):
-            raise ValueError(f"overrides must be an Overrides, got {self.overrides!r}")
+            raise PolicyConfigError("overrides", f"must be an Overrides, got {self.overrides!r}")
         for name in ("retry_ambiguous", "honor_retry_hints", "mask_addresses"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+            check_bool(name, getattr(self, name))
         for name in ("sleep", "clock"):
             if not callable(getattr(self, name)):
-                raise ValueError(f"{name} must be callable, got {getattr(self, name)!r}")
+                raise PolicyConfigError(name, f"must be callable, got {getattr(self, name)!r}")
 
     @classmethod
     def default(cls) -> RetryPolicy:
@@ -102,41 +97,47 @@ class RetryPolicy:
     def from_mapping(
         cls, mapping: Mapping[str, object], *, base: RetryPolicy | None = None
     ) -> RetryPolicy:
-        """A policy from configuration keys (see :func:`.config.policy_from_mapping`)."""
-        from smtp_resilience.config import policy_from_mapping  # config imports this module
+        """A policy from configuration keys (see :mod:`smtp_resilience.policy.loaders`).
 
-        return policy_from_mapping(mapping, base=base)
+        Starts from ``base`` (the defaults when ``None``); ``preset`` is applied first, then every
+        other key. Raises :class:`PolicyConfigError` naming the key and the value.
+        """
+        return (base if base is not None else cls()).apply(loaders.read_mapping(mapping))
 
     @classmethod
     def from_env(
         cls, prefix: str = "SMTP_RETRY_", environ: Mapping[str, str] | None = None
     ) -> RetryPolicy:
-        """A policy from ``SMTP_RETRY_*`` variables (see :func:`.config.policy_from_env`)."""
-        from smtp_resilience.config import policy_from_env
-
-        return policy_from_env(prefix, environ)
+        """A policy from ``SMTP_RETRY_*`` variables (see :func:`.loaders.read_env`)."""
+        return cls().apply(loaders.read_env(prefix, environ))
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str], table: str = "smtp_resilience") -> RetryPolicy:
-        """A policy from a TOML table (see :func:`.config.policy_from_toml`)."""
-        from smtp_resilience.config import policy_from_toml
-
-        return policy_from_toml(path, table)
+        """A policy from a TOML table (see :func:`.loaders.read_toml`)."""
+        return cls().apply(loaders.read_toml(path, table))
 
     @classmethod
-    def preset(cls, name: str) -> RetryPolicy:
-        """A provider preset such as "gmail" (see :mod:`.providers`)."""
-        from smtp_resilience.providers import preset
+    def preset(cls, name: str, *, base: RetryPolicy | None = None) -> RetryPolicy:
+        """A provider preset such as "gmail" (see :mod:`.presets`) applied on ``base``."""
+        return cls.from_mapping({"preset": name}, base=base)
 
-        return preset(name)
+    def apply(self, changes: loaders.PolicyChanges) -> RetryPolicy:
+        """A copy with the configuration's field changes, its rules added on top of ours.
+
+        A value the policy refuses is reported the way the configuration named it.
+        """
+        try:
+            return dataclasses.replace(
+                self,
+                **changes.fields,  # type: ignore[arg-type]  # checked by __post_init__
+                overrides=self.overrides | changes.overrides,
+            )
+        except PolicyConfigError as error:
+            raise changes.explain(error) from None
 
     def replace(self, **changes: Any) -> RetryPolicy:
         """A copy with some fields changed (validated like a new policy)."""
         return dataclasses.replace(self, **changes)
-
-    @property
-    def retries(self) -> bool:
-        return self.max_attempts > 1
 
     def retrying(
         self,

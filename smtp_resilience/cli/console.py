@@ -22,7 +22,8 @@ from typing import Any, TextIO
 
 import structlog
 
-from smtp_resilience import errors, events
+from smtp_resilience import errors
+from smtp_resilience.engine import events
 
 __all__ = [
     "EventLineRenderer",

@@ -1,9 +1,11 @@
 """Provider presets: retry policies tuned for the replies of large mail providers.
 
 Each preset is a small data entry: the replies it targets (with the treatment it promises and
-why), the :class:`~smtp_resilience.overrides.Overrides` that deliver that treatment, and a few
-policy fields (longer delays where a provider rate-limits). ``preset("gmail")`` gives the policy;
-``PRESETS`` lists them all. In a configuration file: ``preset = "gmail"``.
+why), the :class:`~smtp_resilience.replies.overrides.Overrides` that deliver that treatment,
+and a few policy fields (longer delays where a provider rate-limits). Presets are data: they
+know nothing of :class:`~smtp_resilience.policy.retry.RetryPolicy`, which applies one with
+``RetryPolicy.preset("gmail")``. ``PRESETS`` lists them all. In a configuration file:
+``preset = "gmail"``.
 
 Several rules only restate what the reply code already means (a 421 is transient anyway). They are
 kept on purpose: a preset's rules name a code *and* an enhanced code, which is more specific than
@@ -18,12 +20,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from smtp_resilience.codes import Command
-from smtp_resilience.config import PolicyConfigError
-from smtp_resilience.overrides import Override, Overrides
-from smtp_resilience.policy import RetryPolicy
+from smtp_resilience.policy.values import PolicyConfigError
+from smtp_resilience.replies.codes import Command
+from smtp_resilience.replies.overrides import Override, Overrides
 
-__all__ = ["PRESETS", "ProviderPreset", "ProviderReply", "preset", "preset_named"]
+__all__ = ["PRESETS", "ProviderPreset", "ProviderReply", "preset_named"]
 
 _TRANSIENT = Override.TRANSIENT
 _PERMANENT = Override.PERMANENT
@@ -51,11 +52,6 @@ class ProviderPreset:
     settings: Mapping[str, float | int | bool | None] = field(
         default_factory=lambda: MappingProxyType({})
     )
-
-    def policy(self, base: RetryPolicy | None = None) -> RetryPolicy:
-        """``base`` (the defaults when ``None``) with this preset's fields and rules applied."""
-        start = base if base is not None else RetryPolicy()
-        return start.replace(**self.settings, overrides=start.overrides | self.overrides)
 
 
 _RATE_LIMITED = MappingProxyType({"initial_delay": 5.0, "max_delay": 60.0})
@@ -235,10 +231,5 @@ def preset_named(name: str) -> ProviderPreset:
         return PRESETS[key]
     except (KeyError, TypeError):
         raise PolicyConfigError(
-            f"unknown provider preset {name!r}; valid presets: {', '.join(PRESETS)}"
+            "preset", f"unknown provider preset {name!r}; valid presets: {', '.join(PRESETS)}"
         ) from None
-
-
-def preset(name: str, base: RetryPolicy | None = None) -> RetryPolicy:
-    """The retry policy of the preset called ``name``, applied on ``base`` (the defaults)."""
-    return preset_named(name).policy(base)

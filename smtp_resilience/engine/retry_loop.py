@@ -16,9 +16,9 @@ from typing import TypeVar
 
 import tenacity
 
+from smtp_resilience.engine.events import EventLog
 from smtp_resilience.errors import AmbiguousDeliveryError, SMTPResilienceError
-from smtp_resilience.events import EventLog
-from smtp_resilience.policy import RetryPolicy
+from smtp_resilience.policy.retry import RetryPolicy
 from smtp_resilience.report import Attempt
 
 __all__ = ["TryAgain", "run_with_retries"]

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Generic, TypeVar
 
-from smtp_resilience.enhanced import EnhancedStatus
+from smtp_resilience.replies.enhanced import EnhancedStatus
 
 __all__ = ["Override", "Overrides"]
 

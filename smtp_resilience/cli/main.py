@@ -2,21 +2,13 @@
 
 ``main(argv)`` parses the arguments and returns the exit status; nothing here raises for a user's
 mistake. Argument and configuration errors print one line on standard error and exit 2, like
-argparse's own usage errors. The commands live in :mod:`smtp_resilience.demo`,
-:mod:`smtp_resilience.code_commands` (``explain``, ``codes``) and
-:mod:`smtp_resilience.send_command`, each imported only when run, so ``explain`` and ``codes``
+argparse's own usage errors. The commands live in :mod:`smtp_resilience.cli.demo`,
+:mod:`smtp_resilience.cli.explain` (``explain``, ``codes``) and
+:mod:`smtp_resilience.cli.send`, each imported only when run, so ``explain`` and ``codes``
 start fast and work without the optional ``testing`` extra.
 
-Exit statuses (:class:`ExitCode`), the same for ``send`` and the demo's outcomes:
-
-= ============================================================================
-0 delivered to every recipient (``explain``, ``codes``: success)
-1 partly delivered: some recipients got it, others were refused or deferred
-2 usage or configuration error (bad argument, unreadable policy file, no password)
-3 permanent failure: nobody got it (refused, or the session failed for good)
-4 gave up: transient failures until the policy ran out; nobody got it
-5 ambiguous: the connection was lost after the final dot (may have been delivered)
-= ============================================================================
+The exit statuses are :class:`~smtp_resilience.cli.status.ExitCode`, described in
+:mod:`smtp_resilience.cli.status`.
 
 ``explain`` takes a three-digit code. Anything that is not three digits ("abc", "6000") is an
 argument error (exit 2). A three-digit code outside 200..599 ("600") is explained the way the
@@ -27,100 +19,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import enum
 import os
 import re
-import smtplib
-import ssl
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import NoReturn
 
-from smtp_resilience.codes import Command
-from smtp_resilience.errors import AmbiguousDeliveryError, SMTPResilienceError, TransientSMTPError
-from smtp_resilience.report import DeliveryReport
+from smtp_resilience.cli.status import EXIT_STATUS_HELP, PROG, ExitCode, UsageError
+from smtp_resilience.replies.codes import Command
 
-__all__ = [
-    "EXIT_STATUS_HELP",
-    "ExitCode",
-    "UsageError",
-    "build_parser",
-    "exit_code_for",
-    "exit_code_for_error",
-    "main",
-]
-
-PROG = "smtp-resilience"
-
-
-class ExitCode(enum.IntEnum):
-    """The command line's exit statuses (see the module docstring)."""
-
-    DELIVERED = 0
-    PARTIAL = 1
-    USAGE = 2
-    REFUSED = 3
-    GAVE_UP = 4
-    AMBIGUOUS = 5
-
-    @property
-    def outcome(self) -> str:
-        """What the status says about a message, in a word or two."""
-        return _OUTCOMES[self]
-
-
-_OUTCOMES: Mapping[ExitCode, str] = {
-    ExitCode.DELIVERED: "delivered",
-    ExitCode.PARTIAL: "partly delivered",
-    ExitCode.USAGE: "usage error",
-    ExitCode.REFUSED: "refused",
-    ExitCode.GAVE_UP: "gave up",
-    ExitCode.AMBIGUOUS: "ambiguous",
-}
-
-EXIT_STATUS_HELP = """\
-exit status:
-  0  delivered to every recipient
-  1  partly delivered: some recipients got it, others were refused or deferred
-  2  usage or configuration error
-  3  permanent failure: nobody got it
-  4  gave up after retries (transient failures); nobody got it
-  5  ambiguous: the connection was lost after the final dot (may have been delivered)"""
-
-
-def exit_code_for(report: DeliveryReport) -> ExitCode:
-    """The exit status for a finished send.
-
-    An ambiguous recipient wins over everything (nobody can say whether it got the message, so a
-    blind resend could duplicate it); then all delivered, some delivered, anyone still deferred
-    (worth another try later), and finally refused by everyone.
-    """
-    if report.ambiguous:
-        return ExitCode.AMBIGUOUS
-    if report.delivered:
-        everyone = len(report.delivered) == len(report.recipients)
-        return ExitCode.DELIVERED if everyone else ExitCode.PARTIAL
-    if report.deferred:
-        return ExitCode.GAVE_UP
-    return ExitCode.REFUSED
-
-
-def exit_code_for_error(error: BaseException) -> ExitCode:
-    """The exit status when the send raised instead of returning a report."""
-    report = error.report if isinstance(error, SMTPResilienceError) else None
-    if report is not None and (report.delivered or report.ambiguous):
-        return exit_code_for(report)
-    if isinstance(error, AmbiguousDeliveryError):
-        return ExitCode.AMBIGUOUS
-    if isinstance(error, TransientSMTPError):
-        return ExitCode.GAVE_UP
-    if isinstance(error, smtplib.SMTPException):  # refusals, TLS or AUTH not offered, ...
-        return ExitCode.REFUSED
-    if isinstance(error, ssl.SSLCertVerificationError):  # retrying will not make it trusted
-        return ExitCode.REFUSED
-    if isinstance(error, OSError):  # the network, outside the engine's retries
-        return ExitCode.GAVE_UP
-    return ExitCode.USAGE  # ValueError: an address or message smtplib cannot encode
+__all__ = ["build_parser", "main"]
 
 
 # -- argument types --------------------------------------------------------------------------
@@ -282,10 +190,6 @@ def build_parser() -> argparse.ArgumentParser:
 # -- running a command -----------------------------------------------------------------------
 
 
-class UsageError(Exception):
-    """A mistake in the arguments or configuration: one line on stderr, exit 2."""
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (see :class:`ExitCode`)."""
     parser = build_parser()
@@ -295,18 +199,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_request.code if isinstance(exit_request.code, int) else ExitCode.USAGE
     try:
         if arguments.name == "explain":
-            from smtp_resilience.code_commands import run_explain
+            from smtp_resilience.cli.explain import run_explain
 
             return run_explain(arguments)
         if arguments.name == "codes":
-            from smtp_resilience.code_commands import run_codes
+            from smtp_resilience.cli.explain import run_codes
 
             return run_codes(arguments)
         if arguments.name == "demo":
-            from smtp_resilience.demo import run_demo
+            from smtp_resilience.cli.demo import run_demo
 
             return run_demo(color=not arguments.no_color, json=arguments.json)
-        from smtp_resilience.send_command import run_send
+        from smtp_resilience.cli.send import run_send
 
         return run_send(arguments)
     except UsageError as error:

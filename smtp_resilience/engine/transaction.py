@@ -19,79 +19,31 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 import smtplib
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
-from smtp_resilience.classification import Decision, Verdict, classify
-from smtp_resilience.codes import Command
-from smtp_resilience.engine import TryAgain, run_with_retries
-from smtp_resilience.errors import (
-    SMTPResilienceError,
+from smtp_resilience.engine.events import EventLog
+from smtp_resilience.engine.mapping import (
     ambiguous_delivery,
     connection_failed,
     error_for,
     error_from_smtplib,
 )
-from smtp_resilience.events import EventLog
-from smtp_resilience.policy import RetryPolicy
+from smtp_resilience.engine.payload import message_id_of, prepare_payload
+from smtp_resilience.engine.retry_loop import TryAgain, run_with_retries
+from smtp_resilience.errors import SMTPResilienceError
+from smtp_resilience.policy.retry import RetryPolicy
+from smtp_resilience.replies.classification import Decision, Verdict, classify
+from smtp_resilience.replies.codes import Command
 from smtp_resilience.report import Attempt, DeliveryReport, Outcome, RecipientOutcome
 
 if TYPE_CHECKING:
     from _typeshed import SizedBuffer
 
-__all__ = ["MailTransaction", "prepare_payload"]
+__all__ = ["MailTransaction"]
 
 Reply = tuple[int, bytes]
-
-_BARE_LINE_END = re.compile(rb"\r\n|\r|\n")
-_LEADING_DOT = re.compile(rb"(?m)^\.")
-_MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(.*?)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
-
-
-def prepare_payload(message: SizedBuffer | str) -> tuple[bytes, bytes]:
-    """The message as smtplib would send it, and the same bytes dot-stuffed and terminated.
-
-    The bytes are smtplib's, but the regular expressions run only when there is something for
-    them to change: scanning a message for two bytes costs a fraction of a substitution pass.
-    """
-    if isinstance(message, str):
-        message = message.encode("ascii")
-        crlf = message.count(b"\r\n")
-        if message.count(b"\n") != crlf or message.count(b"\r") != crlf:  # a bare CR or LF
-            message = _BARE_LINE_END.sub(b"\r\n", message)
-    elif not isinstance(message, bytes):
-        message = bytes(message)
-    wire = message
-    if message.startswith(b".") or b"\n." in message:
-        wire = _LEADING_DOT.sub(b"..", message)
-    if not wire.endswith(b"\r\n"):
-        wire += b"\r\n"
-    return message, wire + b".\r\n"
-
-
-def _message_id(message: bytes) -> str | None:
-    end = message.find(b"\r\n\r\n")
-    if end < 0:
-        end = len(message)
-    # the email package's spelling first: a plain search, no regex, on the healthy path
-    start = message.find(b"Message-ID:", 0, end)
-    if start == 0 or (start > 0 and message[start - 1] == 10):  # at the start of a line
-        line_end = message.find(b"\r\n", start, end)
-        value = message[start + 11 : end if line_end < 0 else line_end]
-        return value.strip().decode("ascii", "replace")
-    found = _MESSAGE_ID.search(message, 0, end)
-    return found.group(1).decode("ascii", "replace") if found else None
-
-
-def _limits_recipients(verdict: Verdict) -> bool:
-    """452, 552 or X.5.3 to RCPT: the server takes only so many per transaction."""
-    explanation = verdict.explanation
-    enhanced = explanation.enhanced_status
-    if enhanced is not None and (enhanced.subject, enhanced.detail) == (5, 3):
-        return True
-    return explanation.code in (452, 552)
 
 
 def _timed_out(exc: BaseException) -> bool:
@@ -138,13 +90,13 @@ class MailTransaction:
         self.attempt = 0
         self.elapsed = 0.0
         self.error: SMTPResilienceError | None = None
-        self.fatal = False  # the session, not the message, failed: raise even from send()
+        self.fatal = False  # the session, not the message, failed: raise even from deliver()
         self._report: DeliveryReport | None = None
 
     @functools.cached_property
     def message_id(self) -> str | None:
         """Found in the headers only when a log line or a report needs it."""
-        return _message_id(self.message)
+        return message_id_of(self.message)
 
     # -- the retry loop -------------------------------------------------------------------
 
@@ -205,7 +157,7 @@ class MailTransaction:
                 classify(*self.deferred[r], Command.RCPT, self.policy.overrides)
                 for r in self.pending
             ]
-            if progressed and all(_limits_recipients(v) for v in deferred):
+            if progressed and all(verdict.limits_recipients for verdict in deferred):
                 continue  # the server takes only so many per transaction: the rest go now
             raise TryAgain(self._rcpt_error(self.pending, self.deferred), self.pending)
 
@@ -250,7 +202,7 @@ class MailTransaction:
             code, reply = smtp.docmd("data")
             if code != 354:
                 self._fail(code, reply, Command.DATA, accepted)
-            smtplib.SMTP.send(smtp, self.wire)  # the raw write, whatever send means here
+            smtp.send(self.wire)
             stage = Command.END_OF_DATA  # from here on, a lost connection is ambiguous
             code, reply = smtp.getreply()
             if not 200 <= code <= 299:
@@ -318,8 +270,7 @@ class MailTransaction:
             command,
             {r: (code, reply) for r in recipients},
             sender=self.sender,
-            retry_after=verdict.retry_after,
-            explanation=verdict.explanation,
+            verdict=verdict,
         )
         if verdict.decision is Decision.PROCEED:  # a success where none fits, e.g. 250 to DATA
             self.smtp.close()
@@ -358,8 +309,7 @@ class MailTransaction:
             Command.RCPT,
             {r: replies[r] for r in recipients},
             sender=self.sender,
-            retry_after=verdict.retry_after,
-            explanation=verdict.explanation,
+            verdict=verdict,
         )
 
     def _reset(self) -> None:

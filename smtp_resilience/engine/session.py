@@ -17,23 +17,17 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, ClassVar, TypeVar
 
-from smtp_resilience.classification import classify
-from smtp_resilience.codes import Command
-from smtp_resilience.engine import TryAgain, run_with_retries
-from smtp_resilience.errors import (
-    SMTPResilienceError,
-    TLSDowngradeRefused,
-    connection_failed,
-    error_for,
-    error_from_smtplib,
-)
-from smtp_resilience.events import EventLog
-from smtp_resilience.policy import RetryPolicy
+from smtp_resilience.engine.events import EventLog
+from smtp_resilience.engine.mapping import connection_failed, error_for, error_from_smtplib
+from smtp_resilience.engine.retry_loop import TryAgain, run_with_retries
+from smtp_resilience.errors import SMTPResilienceError, TLSDowngradeRefused
+from smtp_resilience.policy.retry import RetryPolicy
+from smtp_resilience.replies.classification import classify
+from smtp_resilience.replies.codes import Command
 
-__all__ = ["DEFAULT_TIMEOUT", "ResilientSession", "raw_send"]
+__all__ = ["DEFAULT_TIMEOUT", "ResilientSession"]
 
 T = TypeVar("T")
-raw_send = smtplib.SMTP.send  # the plain socket write (ResilientSMTP.send also takes messages)
 _MAXIMUM_LINE = 8192  # smtplib's own limit on one reply line
 DEFAULT_TIMEOUT: Any = socket._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
 
@@ -105,9 +99,6 @@ class ResilientSession(smtplib.SMTP):
         self.does_esmtp = False
         try:
             code, reply = super().connect(host, port, source_address)
-        except smtplib.SMTPResponseException as exc:  # an overlong greeting line
-            self.close()
-            raise error_for(-1, exc.smtp_error, Command.GREETING) from None
         except ssl.SSLCertVerificationError:
             self.close()
             raise  # a certificate the client does not trust will not become trusted by retrying
@@ -122,9 +113,7 @@ class ResilientSession(smtplib.SMTP):
 
     def _raise_for(self, code: int, reply: bytes | str, command: Command) -> None:
         verdict = classify(code, reply, command, self.policy.overrides)
-        error = error_for(
-            code, reply, command, retry_after=verdict.retry_after, explanation=verdict.explanation
-        )
+        error = error_for(code, reply, command, verdict=verdict)
         self.close()  # a failed session step leaves the session unusable: start over
         if verdict.transient:
             raise TryAgain(error)
@@ -201,22 +190,6 @@ class ResilientSession(smtplib.SMTP):
 
     def _retrying(self, call: Callable[[], T]) -> T:
         return run_with_retries(self.policy, self._log, call)
-
-    # -- talking to the server --------------------------------------------------------------
-
-    def putcmd(self, cmd: str, args: str = "") -> None:
-        """smtplib's, writing straight to the socket.
-
-        ``send`` here also takes whole messages; going around its dispatch spares every command
-        of the healthy path the extra call.
-        """
-        line = f"{cmd} {args}" if args else cmd
-        if "\r" in line or "\n" in line:
-            shown = line.replace("\n", "\\n").replace("\r", "\\r")
-            raise ValueError(
-                f"command and arguments contain prohibited newline characters: {shown}"
-            )
-        raw_send(self, f"{line}\r\n")
 
     # -- reading replies -------------------------------------------------------------------
 

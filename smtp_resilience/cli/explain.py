@@ -1,19 +1,19 @@
 """The ``explain`` and ``codes`` commands: the knowledge base on the command line.
 
 Both read the library's public lookups (:func:`~smtp_resilience.classify`,
-:mod:`smtp_resilience.codes`) and hold no data of their own, so the command line says exactly
-what the engine decides.
+:mod:`smtp_resilience.replies.codes`) and hold no data of their own, so the command line
+says exactly what the engine decides.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from smtp_resilience.classification import Decision, classify
-from smtp_resilience.cli import PROG, ExitCode, UsageError
-from smtp_resilience.codes import KNOWN_CODES, Command, cause_for, replies_for, reply_code
-from smtp_resilience.console import format_table, terminal_width
-from smtp_resilience.errors import error_for
+from smtp_resilience.cli.console import format_table, terminal_width
+from smtp_resilience.cli.status import PROG, ExitCode, UsageError
+from smtp_resilience.engine.mapping import error_for
+from smtp_resilience.replies.classification import Decision, classify
+from smtp_resilience.replies.codes import KNOWN_CODES, Command, cause_for, replies_for, reply_code
 
 __all__ = ["run_codes", "run_explain"]
 
