@@ -45,7 +45,7 @@ from smtp_resilience.errors import (
     TransientSMTPError,
     UserNotLocal,
 )
-from smtp_resilience.replies.classification import classify, explain
+from smtp_resilience.replies.classification import classify
 from smtp_resilience.replies.codes import Command
 from smtp_resilience.report import Attempt, DeliveryReport, Outcome, RecipientOutcome
 
