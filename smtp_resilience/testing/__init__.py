@@ -16,7 +16,8 @@ aiosmtpd (the ``testing`` extra) is needed to start a server, not to import this
 """
 
 from smtp_resilience.testing.actions import COMMANDS, Action, Delay, Drop, Raw, Reply, Silence
-from smtp_resilience.testing.server import Delivery, ScriptedSMTPServer
+from smtp_resilience.testing.recording import Delivery
+from smtp_resilience.testing.server import ScriptedSMTPServer
 from smtp_resilience.testing.tls import make_tls_contexts
 
 __all__ = [

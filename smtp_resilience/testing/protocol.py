@@ -12,14 +12,14 @@ import asyncio
 import collections
 import functools
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, AnyStr
+from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from smtp_resilience.testing.actions import Action, Delay, Drop, Raw, Silence, render_reply
-
-if TYPE_CHECKING:
-    from smtp_resilience.testing.server import ScriptedSMTPServer
+from smtp_resilience.testing.options import ServerOptions
+from smtp_resilience.testing.recording import Recording
+from smtp_resilience.testing.script import Script
 
 __all__ = ["ScriptedSMTP", "make_protocol_factory"]
 
@@ -46,7 +46,7 @@ class _Hooks:
         responses: list[str],
     ) -> list[str]:
         session.host_name = hostname  # aiosmtpd leaves this to a handler that has the hook
-        if server.kit.auth is None:  # no accounts: do not advertise AUTH at all
+        if server.options.auth is None:  # no accounts: do not advertise AUTH at all
             responses = [line for line in responses if not line[4:].startswith("AUTH")]
         return responses
 
@@ -58,7 +58,7 @@ class _Hooks:
         address: str,
         rcpt_options: list[str],
     ) -> str:
-        reply = server.kit._recipient_reply(address, len(envelope.rcpt_tos))
+        reply = server.scripted.recipient_reply(address, len(envelope.rcpt_tos))
         if reply is None or reply[:1] in ("2", "3"):
             envelope.rcpt_tos.append(address)
             envelope.rcpt_options.extend(rcpt_options)
@@ -84,26 +84,36 @@ def _keep_help(wrapper: Any, method: Any) -> Any:
 class ScriptedSMTP(SMTP):
     """One client connection to a ScriptedSMTPServer."""
 
-    def __init__(self, kit: ScriptedSMTPServer, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        options: ServerOptions,
+        scripted: Script,
+        recording: Recording,
+        live: set[ScriptedSMTP],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
         # aiosmtpd keeps command size limits on the class and bumps them per EHLO; keep them
         # per connection so servers in different threads do not share them
         self.command_size_limits = collections.defaultdict(lambda: SMTP.command_size_limit)
-        offer_tls = kit.starttls and kit.offer_starttls
+        offer_tls = options.starttls and scripted.offer_starttls
         super().__init__(
             _HOOKS,
             loop=loop,
-            hostname=kit.hostname,
+            hostname=options.hostname,
             ident="smtp_resilience test server",
             enable_SMTPUTF8=True,
-            data_size_limit=kit.data_size_limit,
-            tls_context=kit.tls_context if offer_tls else None,
-            require_starttls=kit.require_starttls and offer_tls,
-            auth_require_tls=kit.auth_require_tls,
+            data_size_limit=options.data_size_limit,
+            tls_context=options.tls_context if offer_tls else None,
+            require_starttls=options.require_starttls and offer_tls,
+            auth_require_tls=options.auth_require_tls,
             authenticator=self._check_credentials,
         )
         # set directly: aiosmtpd warns when AUTH is required without TLS, which tests do
-        self._auth_required = kit.require_auth
-        self.kit = kit
+        self._auth_required = options.require_auth
+        self.options = options
+        self.scripted = scripted
+        self.recording = recording
+        self._live = live
         self._replacement: object = None  # None, a reply text to send instead, or _SWALLOW
         self._greeting_pending = True
         self._gone = False  # a script closed the connection: write nothing more
@@ -118,10 +128,11 @@ class ScriptedSMTP(SMTP):
         first = self.transport is None  # STARTTLS calls this again for the TLS layer
         super().connection_made(transport)
         if first:
-            self.kit._connection_made(self)
+            self.recording.connected()
+            self._live.add(self)
 
     def connection_lost(self, error: Exception | None) -> None:
-        self.kit._connection_lost(self)
+        self._live.discard(self)
         super().connection_lost(error)
 
     def abort(self) -> None:
@@ -143,9 +154,9 @@ class ScriptedSMTP(SMTP):
     async def _dispatch(
         self, verb: str, method: Callable[[str | None], Awaitable[None]], arg: str | None
     ) -> None:
-        self.kit._record_command(verb)
+        self.recording.command(verb)
         try:
-            await self._perform(self.kit._take(verb), functools.partial(method, arg), verb)
+            await self._perform(self.scripted.take(verb), functools.partial(method, arg), verb)
         finally:
             self._replacement = None
 
@@ -184,7 +195,7 @@ class ScriptedSMTP(SMTP):
         if self._greeting_pending:
             self._greeting_pending = False
             greeting = functools.partial(self.push, status)
-            await self._perform(self.kit._take("connect"), greeting, "connect")
+            await self._perform(self.scripted.take("connect"), greeting, "connect")
             self._replacement = None
             return
         if self._replacement is _SWALLOW:
@@ -209,7 +220,7 @@ class ScriptedSMTP(SMTP):
             self._record_delivery()
             await self.push("250 OK")
 
-        await self._perform(self.kit._take("end of data"), deliver, "end of data")
+        await self._perform(self.scripted.take("end of data"), deliver, "end of data")
         self._replacement = _SWALLOW  # the reply went out above; aiosmtpd's push is dropped
         return "250 OK"
 
@@ -220,7 +231,7 @@ class ScriptedSMTP(SMTP):
         content = envelope.original_content or b""
         login = getattr(session.auth_data, "login", None)
         ssl_object = self.transport.get_extra_info("ssl_object") if self.transport else None
-        self.kit._record_delivery(
+        self.recording.delivery(
             mail_from=envelope.mail_from or "",
             rcpt_tos=envelope.rcpt_tos,
             data=content,
@@ -232,12 +243,18 @@ class ScriptedSMTP(SMTP):
     def _check_credentials(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
     ) -> AuthResult:
-        accepted = isinstance(data, LoginPassword) and self.kit._login_ok(data.login, data.password)
+        accepted = isinstance(data, LoginPassword) and self.options.login_ok(
+            data.login, data.password
+        )
         # handled=False makes aiosmtpd send its 535 on failure
         return AuthResult(success=accepted, handled=False, auth_data=data if accepted else None)
 
 
 def make_protocol_factory(
-    kit: ScriptedSMTPServer, loop: asyncio.AbstractEventLoop
+    options: ServerOptions,
+    scripted: Script,
+    recording: Recording,
+    live: set[ScriptedSMTP],
+    loop: asyncio.AbstractEventLoop,
 ) -> Callable[[], asyncio.Protocol]:
-    return functools.partial(ScriptedSMTP, kit, loop)
+    return functools.partial(ScriptedSMTP, options, scripted, recording, live, loop)

@@ -20,36 +20,21 @@ aiosmtpd is only imported when a server starts, so this module imports without i
 from __future__ import annotations
 
 import asyncio
-import collections
 import ssl
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from email.parser import BytesHeaderParser
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from smtp_resilience.testing.actions import Action, check_action, command_name, render_reply
+from smtp_resilience.testing.actions import Action
+from smtp_resilience.testing.options import ServerOptions
+from smtp_resilience.testing.recording import Delivery, Recording
+from smtp_resilience.testing.script import Script
 
 if TYPE_CHECKING:
     from smtp_resilience.testing.protocol import ScriptedSMTP
 
 __all__ = ["Delivery", "ScriptedSMTPServer"]
-
-TOO_MANY_RECIPIENTS = "452 4.5.3 too many recipients"
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One message the server accepted after the final dot."""
-
-    mail_from: str
-    rcpt_tos: tuple[str, ...]
-    data: bytes
-    message_id: str | None
-    mail_options: tuple[str, ...] = ()
-    tls: bool = False  # the message travelled over TLS (STARTTLS or implicit)
-    login: str | None = None  # the user name the session authenticated as
 
 
 class ScriptedSMTPServer:
@@ -59,7 +44,9 @@ class ScriptedSMTPServer:
     ``starttls=True`` offers STARTTLS, ``implicit_tls=True`` wraps every connection in TLS from
     the start (for smtplib.SMTP_SSL), ``require_starttls`` refuses mail before STARTTLS;
     ``auth={"user": "password"}`` enables AUTH PLAIN/LOGIN (only after TLS unless
-    ``auth_require_tls=False``), ``require_auth`` refuses mail before AUTH.
+    ``auth_require_tls=False``), ``require_auth`` refuses mail before AUTH. They are kept, checked,
+    in :attr:`options`; what a test scripts is in :attr:`scripted`, what the server saw in
+    :attr:`recording`.
     """
 
     def __init__(
@@ -78,36 +65,25 @@ class ScriptedSMTPServer:
         data_size_limit: int | None = 2**25,
         ready_timeout: float = 5.0,
     ) -> None:
-        if (implicit_tls or require_starttls) and tls_context is None:
-            raise ValueError("implicit_tls and require_starttls need a tls_context")
-        if require_starttls and (implicit_tls or not starttls):
-            raise ValueError("require_starttls needs starttls=True and implicit_tls=False")
-        if require_auth and not auth:
-            raise ValueError("require_auth needs auth={'user': 'password'}")
+        self.options = ServerOptions(
+            host=host,
+            port=port,
+            hostname=hostname,
+            tls_context=tls_context,
+            starttls=starttls,
+            implicit_tls=implicit_tls,
+            require_starttls=require_starttls,
+            auth=auth,
+            require_auth=require_auth,
+            auth_require_tls=auth_require_tls,
+            data_size_limit=data_size_limit,
+            ready_timeout=ready_timeout,
+        )
         self.host = host
         self.port = port
-        self.hostname = hostname
-        self.tls_context = tls_context
-        self.starttls = starttls and tls_context is not None and not implicit_tls
-        self.implicit_tls = implicit_tls
-        self.require_starttls = require_starttls
-        self.auth: dict[str, str] | None = dict(auth) if auth else None
-        self.require_auth = require_auth
-        # an implicit TLS connection is already encrypted, which aiosmtpd cannot see by itself
-        self.auth_require_tls = auth_require_tls and not implicit_tls
-        self.data_size_limit = data_size_limit
-        self.ready_timeout = ready_timeout
-        #: RCPT beyond this many accepted recipients in one transaction gets a 452.
-        self.recipient_limit: int | None = None
-        #: False makes later connections stop offering STARTTLS (a downgrade).
-        self.offer_starttls = True
-        self._lock = threading.Lock()
-        self._scripts: dict[str, collections.deque[Action]] = {}
-        self._rules: dict[str, str | collections.deque[str]] = {}
-        self._deliveries: list[Delivery] = []
-        self._commands: list[str] = []
-        self._connections = 0
-        self._live: set[ScriptedSMTP] = set()
+        self.scripted = Script()
+        self.recording = Recording()
+        self._live: set[ScriptedSMTP] = set()  # touched only on the server's event loop
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopping: asyncio.Event | None = None
@@ -122,56 +98,56 @@ class ScriptedSMTPServer:
         EHLO, MAIL, RCPT, DATA, RSET, NOOP, QUIT, AUTH, STARTTLS, VRFY, EXPN, HELP) or
         "end of data" (the reply after the final dot). Calls add to what is already queued.
         """
-        name = command_name(command)
-        for action in actions:
-            check_action(action, name)
-        with self._lock:
-            self._scripts.setdefault(name, collections.deque()).extend(actions)
+        self.scripted.add(command, actions)
 
     def refuse(self, address: str, reply: str | Sequence[str]) -> None:
         """Answer RCPT for ``address`` with ``reply`` every time, or with a list of replies in
         order (then accept it normally). A positive reply in the list accepts the recipient."""
-        replies = [reply] if isinstance(reply, str) else list(reply)
-        for text in replies:
-            check_action(text, "RCPT")
-        with self._lock:
-            self._rules[address] = reply if isinstance(reply, str) else collections.deque(replies)
+        self.scripted.refuse(address, reply)
+
+    @property
+    def recipient_limit(self) -> int | None:
+        """RCPT beyond this many accepted recipients in one transaction gets a 452."""
+        return self.scripted.recipient_limit
+
+    @recipient_limit.setter
+    def recipient_limit(self, limit: int | None) -> None:
+        self.scripted.recipient_limit = limit
+
+    @property
+    def offer_starttls(self) -> bool:
+        """False makes later connections stop offering STARTTLS (a downgrade)."""
+        return self.scripted.offer_starttls
+
+    @offer_starttls.setter
+    def offer_starttls(self, offer: bool) -> None:
+        self.scripted.offer_starttls = offer
 
     def pending_scripts(self) -> dict[str, int]:
         """How many scripted entries are still unused, per command (empty when all were used)."""
-        with self._lock:
-            return {name: len(queue) for name, queue in self._scripts.items() if queue}
+        return self.scripted.pending()
 
     def reset(self) -> None:
         """Forget scripts, recipient rules and limits, deliveries, commands and connection count."""
-        with self._lock:
-            self._scripts.clear()
-            self._rules.clear()
-            self._deliveries.clear()
-            self._commands.clear()
-            self._connections = 0
-            self.recipient_limit = None
-            self.offer_starttls = True
+        self.scripted.clear()
+        self.recording.clear()
 
     # --- what happened ----------------------------------------------------------------------
 
     @property
     def deliveries(self) -> list[Delivery]:
         """Messages accepted so far, oldest first (a copy)."""
-        with self._lock:
-            return list(self._deliveries)
+        return self.recording.deliveries
 
     @property
     def commands(self) -> list[str]:
         """Verbs received so far over all connections, in order (a copy)."""
-        with self._lock:
-            return list(self._commands)
+        return self.recording.commands
 
     @property
     def connections(self) -> int:
         """Connections accepted so far."""
-        with self._lock:
-            return self._connections
+        return self.recording.connections
 
     def delivered_to(self, address: str) -> int:
         """How many accepted messages had ``address`` among their recipients."""
@@ -209,18 +185,26 @@ class ScriptedSMTPServer:
         ready = threading.Event()
         thread = threading.Thread(
             target=self._run,
-            args=(loop, ready, protocol.make_protocol_factory(self, loop)),
+            args=(
+                loop,
+                ready,
+                protocol.make_protocol_factory(
+                    self.options, self.scripted, self.recording, self._live, loop
+                ),
+            ),
             name=f"ScriptedSMTPServer:{self.host}",
             daemon=True,
         )
         self._loop, self._thread = loop, thread
         thread.start()
-        if not ready.wait(self.ready_timeout) or self._thread_error is not None:
+        if not ready.wait(self.options.ready_timeout) or self._thread_error is not None:
             failure = self._thread_error
             self.stop()
             if failure is not None:
                 raise failure
-            raise TimeoutError(f"SMTP test server did not start within {self.ready_timeout} s")
+            raise TimeoutError(
+                f"SMTP test server did not start within {self.options.ready_timeout} s"
+            )
         return self
 
     def stop(self) -> None:
@@ -270,7 +254,7 @@ class ScriptedSMTPServer:
             factory,
             host=self.host,
             port=self.port,
-            ssl=self.tls_context if self.implicit_tls else None,
+            ssl=self.options.tls_context if self.options.implicit_tls else None,
         )
         self.port = listener.sockets[0].getsockname()[1]
         ready.set()
@@ -288,64 +272,3 @@ class ScriptedSMTPServer:
             await asyncio.gather(*tasks, return_exceptions=True)
             await listener.wait_closed()
             await asyncio.sleep(0)  # let the aborted transports run connection_lost
-
-    # --- called from the server thread ------------------------------------------------------
-
-    def _connection_made(self, connection: ScriptedSMTP) -> None:
-        with self._lock:
-            self._connections += 1
-            self._live.add(connection)
-
-    def _connection_lost(self, connection: ScriptedSMTP) -> None:
-        with self._lock:
-            self._live.discard(connection)
-
-    def _record_command(self, verb: str) -> None:
-        with self._lock:
-            self._commands.append(verb)
-
-    def _take(self, command: str) -> Action | None:
-        with self._lock:
-            queue = self._scripts.get(command)
-            return queue.popleft() if queue else None
-
-    def _recipient_reply(self, address: str, accepted: int) -> str | None:
-        """The rule's reply for ``address`` or the limit's 452; None for normal acceptance."""
-        with self._lock:
-            rule = self._rules.get(address)
-            if isinstance(rule, str):
-                return render_reply(rule)
-            if rule:
-                return render_reply(rule.popleft())
-            limit = self.recipient_limit
-        if limit is not None and accepted >= limit:
-            return TOO_MANY_RECIPIENTS
-        return None
-
-    def _login_ok(self, login: bytes, password: bytes) -> bool:
-        if self.auth is None:
-            return False
-        user = login.decode("utf-8", "replace")
-        return self.auth.get(user) == password.decode("utf-8", "replace")
-
-    def _record_delivery(
-        self,
-        mail_from: str,
-        rcpt_tos: Iterable[str],
-        data: bytes,
-        mail_options: Iterable[str],
-        tls: bool,
-        login: str | None,
-    ) -> None:
-        message_id: Any = BytesHeaderParser().parsebytes(data).get("Message-ID")
-        delivery = Delivery(
-            mail_from=mail_from,
-            rcpt_tos=tuple(rcpt_tos),
-            data=data,
-            message_id=str(message_id).strip() if message_id is not None else None,
-            mail_options=tuple(mail_options),
-            tls=tls,
-            login=login,
-        )
-        with self._lock:
-            self._deliveries.append(delivery)
