@@ -209,7 +209,7 @@ def time_classification() -> list[tuple[str, float]]:
             lambda: classify(250, next(queued), Command.END_OF_DATA),
         ),
         (
-            "250 2.1.5 Ok (RCPT, same text: cached)",
+            "250 2.1.5 Ok (RCPT)",
             lambda: classify(250, "2.1.5 Ok", Command.RCPT),
         ),
         (

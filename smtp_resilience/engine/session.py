@@ -12,10 +12,11 @@ from __future__ import annotations
 import smtplib
 import socket
 import ssl
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from smtp_resilience.engine.events import EventLog
 from smtp_resilience.engine.mapping import connection_failed, error_for, error_from_smtplib
@@ -24,6 +25,9 @@ from smtp_resilience.errors import SMTPResilienceError, TLSDowngradeRefused
 from smtp_resilience.policy.retry import RetryPolicy
 from smtp_resilience.replies.classification import classify
 from smtp_resilience.replies.codes import Command
+
+if TYPE_CHECKING:
+    from _typeshed import StrOrBytesPath
 
 __all__ = ["DEFAULT_TIMEOUT", "ResilientSession"]
 
@@ -46,8 +50,8 @@ class _StartTLS:
     """The application's STARTTLS call, replayed as it was made."""
 
     context: ssl.SSLContext | None
-    keyfile: str | None = None  # smtplib's deprecated pair, passed on only when given
-    certfile: str | None = None
+    keyfile: StrOrBytesPath | None = None  # smtplib's deprecated pair, passed on when given
+    certfile: StrOrBytesPath | None = None
 
     def arguments(self) -> dict[str, Any]:
         given = {"keyfile": self.keyfile, "certfile": self.certfile}
@@ -251,14 +255,22 @@ class ResilientSession(smtplib.SMTP):
             self._greeting_name = name
         return super().helo(name)
 
-    def starttls(  # type: ignore[override]
-        self,
-        keyfile: str | None = None,
-        certfile: str | None = None,
-        context: ssl.SSLContext | None = None,
-    ) -> tuple[int, bytes]:
-        step = _StartTLS(context, keyfile, certfile)
+    if sys.version_info >= (3, 12):  # smtplib's own signature on each version
 
+        def starttls(self, *, context: ssl.SSLContext | None = None) -> tuple[int, bytes]:
+            return self._start_tls(_StartTLS(context))
+
+    else:
+
+        def starttls(
+            self,
+            keyfile: StrOrBytesPath | None = None,
+            certfile: StrOrBytesPath | None = None,
+            context: ssl.SSLContext | None = None,
+        ) -> tuple[int, bytes]:
+            return self._start_tls(_StartTLS(context, keyfile, certfile))
+
+    def _start_tls(self, step: _StartTLS) -> tuple[int, bytes]:
         def upgrade() -> tuple[int, bytes]:
             self._ensure_session()
             return self._step(Command.STARTTLS, lambda: self._replay_starttls(step))
