@@ -52,6 +52,7 @@ class ResilientSMTP(ResilientSession):
         super()._prepare(policy)
         self._last_transaction: MailTransaction | None = None
         self._recipient_failure: SMTPResilienceError | None = None
+        self._new_message_id: str | None = None
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -65,30 +66,30 @@ class ResilientSMTP(ResilientSession):
     ) -> dict[str, tuple[int, bytes]]:
         """smtplib's contract with retries inside: returns the refused, raises if nobody got it."""
         recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
-        transaction = MailTransaction(
-            self,
-            policy=self.policy,
-            log=self._log,
-            ensure_session=self._ensure_session,
-            sender=from_addr,
-            recipients=recipients,
-            message=msg,
-            mail_options=mail_options,
-            rcpt_options=rcpt_options,
-        )
-        self._last_transaction = transaction
-        try:
-            error = transaction.run()
-        finally:
-            self._carried_mail = self.sock is not None
-        if error is not None and (not transaction.delivered or transaction.ambiguous):
+        with self.call:
+            transaction = MailTransaction(
+                self,
+                sender=from_addr,
+                recipients=recipients,
+                message=msg,
+                mail_options=mail_options,
+                rcpt_options=rcpt_options,
+                message_id=self._new_message_id,
+            )
+            self._last_transaction = transaction
+            try:
+                error = transaction.run()
+            finally:
+                self._carried_mail = self.sock is not None
+        states = transaction.recipients
+        if error is not None and (not states.delivered or states.ambiguous):
             self._recipient_failure = error
             raise error
-        return transaction.undelivered()
+        return states.undelivered()
 
     @property
     def last_report(self) -> DeliveryReport | None:
-        """The :class:`DeliveryReport` of the latest ``sendmail``/``send_message``/``send``."""
+        """The :class:`DeliveryReport` of the latest ``sendmail``/``send_message``/``deliver``."""
         transaction = self._last_transaction
         return transaction.report() if transaction is not None else None
 
@@ -100,15 +101,20 @@ class ResilientSMTP(ResilientSession):
         mail_options: Sequence[str] = (),
         rcpt_options: Sequence[str] = (),
     ) -> dict[str, tuple[int, bytes]]:
-        """smtplib's ``send_message``, giving the message a Message-ID first if it has none.
+        """smtplib's ``send_message``; a message without a Message-ID is sent with one.
 
-        Every attempt then carries the same Message-ID, so a receiver can drop a duplicate
-        produced by an ambiguous retry. The id is set on ``msg`` itself, so it can be queued.
+        The id goes on the bytes sent, not on ``msg`` (which may be a template sent again), is
+        the same on every attempt of this send, so a receiver can drop a duplicate that an
+        ambiguous retry produced, and is reported as ``last_report.message_id``.
         """
-        if msg.get("Message-ID") is None:
-            msg["Message-ID"] = email.utils.make_msgid(domain=self.local_hostname.strip("[]"))
-        self._retrying(self._ensure_session)  # smtplib reads the extensions before sendmail
-        return super().send_message(msg, from_addr, to_addrs, mail_options, rcpt_options)
+        with self.call:
+            if msg.get("Message-ID") is None:
+                domain = (self.local_hostname or "localhost").strip("[]")
+                self._new_message_id = email.utils.make_msgid(domain=domain)
+            try:
+                return super().send_message(msg, from_addr, to_addrs, mail_options, rcpt_options)
+            finally:
+                self._new_message_id = None
 
     def deliver(
         self,

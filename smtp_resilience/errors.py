@@ -14,8 +14,9 @@ Hierarchy::
     smtplib.SMTPException (an OSError!)
     └── SMTPResilienceError
         ├── TransientSMTPError
-        │   ├── ConnectionFailed          refused / timed out / dropped before the final dot
-        │   │                             (also smtplib.SMTPServerDisconnected)
+        │   ├── ConnectionFailed          refused / reset / timed out before the final dot
+        │   │                             (also smtplib.SMTPServerDisconnected, and the socket
+        │   │                             error's own class: ConnectionRefusedError, TimeoutError..)
         │   ├── ServiceNotAvailable 421 ; MailboxBusy 450 ; LocalErrorInProcessing 451
         │   └── InsufficientStorage 452
         ├── PermanentSMTPError
@@ -23,7 +24,11 @@ Hierarchy::
         │   ├── BadCommandSequence 503 ; ParameterNotImplemented 504 ; DoesNotAcceptMail 521
         │   ├── AccessDenied 530 ; AuthenticationFailed 535 ; MailboxUnavailable 550
         │   ├── UserNotLocal 551 ; StorageAllocationExceeded 552
-        │   └── MailboxNameNotAllowed 553 ; TransactionFailed 554
+        │   ├── MailboxNameNotAllowed 553 ; TransactionFailed 554
+        │   ├── ConfigurationError        a setting that cannot work: unknown host, not a port,
+        │   │                             TLS to a plain port or the reverse, a certificate that
+        │   │                             does not verify (also the original error's class)
+        │   └── NoRecipients              nothing to send to (also smtplib.SMTPRecipientsRefused)
         ├── ProtocolError             malformed reply (also smtplib.SMTPResponseException)
         ├── AmbiguousDeliveryError    connection lost after the final dot: may or may not
         │                             be delivered (also smtplib.SMTPServerDisconnected)
@@ -53,6 +58,7 @@ __all__ = [
     "BadCommandSequence",
     "CommandNotImplemented",
     "CommandSyntaxError",
+    "ConfigurationError",
     "ConnectionFailed",
     "DoesNotAcceptMail",
     "InsufficientStorage",
@@ -60,6 +66,7 @@ __all__ = [
     "MailboxBusy",
     "MailboxNameNotAllowed",
     "MailboxUnavailable",
+    "NoRecipients",
     "ParameterNotImplemented",
     "ParameterSyntaxError",
     "PermanentSMTPError",
@@ -75,7 +82,7 @@ __all__ = [
 ]
 
 _RECIPIENTS_SHOWN = 5  # keep str() one readable line even for a long recipient list
-_SMTPLIB_EXTRAS = tuple[type[smtplib.SMTPException], ...]
+_EXTRAS = tuple[type[BaseException], ...]
 
 
 def _to_bytes(text: str | bytes) -> bytes:
@@ -110,7 +117,7 @@ class SMTPResilienceError(smtplib.SMTPException):
     history: tuple[Attempt, ...]
     retry_after: float | None
     report: DeliveryReport | None  # set by the engine
-    _combined_from: ClassVar[tuple[type[SMTPResilienceError], _SMTPLIB_EXTRAS] | None] = None
+    _combined_from: ClassVar[tuple[type[SMTPResilienceError], _EXTRAS] | None] = None
 
     def __init__(
         self,
@@ -188,7 +195,11 @@ class SMTPResilienceError(smtplib.SMTPException):
     def __reduce__(self) -> tuple[Any, ...]:
         # Rebuild through the factory: combined classes are no module attribute pickle could name.
         base, extras = type(self).__dict__.get("_combined_from") or (type(self), ())
-        return (_rebuild, (base, extras, self.args), dict(self.__dict__))
+        state = dict(self.__dict__)
+        for name in ("errno", "strerror"):  # OSError keeps these outside __dict__
+            if getattr(self, name, None) is not None:
+                state[name] = getattr(self, name)
+        return (_rebuild, (base, extras, self.args), state)
 
 
 class TransientSMTPError(SMTPResilienceError):
@@ -196,7 +207,7 @@ class TransientSMTPError(SMTPResilienceError):
 
 
 class PermanentSMTPError(SMTPResilienceError):
-    """A 5xx reply: repeating the same request will fail again."""
+    """A 5xx reply, or a setting that cannot work: repeating the same request will fail again."""
 
 
 class ConnectionFailed(TransientSMTPError, smtplib.SMTPServerDisconnected):
@@ -204,6 +215,25 @@ class ConnectionFailed(TransientSMTPError, smtplib.SMTPServerDisconnected):
 
     def _summary(self) -> str:
         return f"connection failed{self._where()}: {self.text or 'no reason given'}"
+
+
+class ConfigurationError(PermanentSMTPError):
+    """The client's settings cannot work with this server; the message names the likely fix.
+
+    Tried once: a host name that does not resolve, a port that is not one, TLS spoken to a plain
+    port (or plain SMTP to an implicit-TLS port), a certificate that does not verify, a login
+    exchange the server never finishes. Also the class of the error underneath, when there is one.
+    """
+
+    def _summary(self) -> str:
+        return f"configuration error{self._where()}: {self.text or 'no reason given'}"
+
+
+class NoRecipients(PermanentSMTPError, smtplib.SMTPRecipientsRefused):
+    """The message had no recipients; nothing was sent (smtplib raises SMTPRecipientsRefused)."""
+
+    def _summary(self) -> str:
+        return "no recipients: nothing was sent"
 
 
 class ProtocolError(SMTPResilienceError, smtplib.SMTPResponseException):
@@ -301,12 +331,10 @@ class TransactionFailed(PermanentSMTPError, smtplib.SMTPResponseException):
     """554: transaction failed, or no SMTP service here."""
 
 
-_COMBINED: dict[tuple[type[SMTPResilienceError], _SMTPLIB_EXTRAS], type[SMTPResilienceError]] = {}
+_COMBINED: dict[tuple[type[SMTPResilienceError], _EXTRAS], type[SMTPResilienceError]] = {}
 
 
-def combined_class(
-    base: type[SMTPResilienceError], extras: _SMTPLIB_EXTRAS
-) -> type[SMTPResilienceError]:
+def combined_class(base: type[SMTPResilienceError], extras: _EXTRAS) -> type[SMTPResilienceError]:
     """``base`` that is also each of the ``extras`` (smtplib's classes); one class per pair.
 
     The class is made on first use and kept, so ``type(a) is type(b)`` holds for two errors of the
@@ -328,7 +356,7 @@ def combined_class(
 
 
 def _rebuild(
-    base: type[SMTPResilienceError], extras: _SMTPLIB_EXTRAS, args: tuple[Any, ...]
+    base: type[SMTPResilienceError], extras: _EXTRAS, args: tuple[Any, ...]
 ) -> SMTPResilienceError:
     """Unpickling: the (possibly combined) class, empty; pickle then restores the state."""
     error_class = combined_class(base, extras)

@@ -30,10 +30,12 @@ class Outcome(enum.Enum):
     """Where a recipient stands once the engine has finished with a message."""
 
     DELIVERED = "delivered"
-    REFUSED = "refused"  # permanent refusal: never retry
-    # not delivered, not refused: send it again later (the policy ran out on a transient failure,
-    # or the session failed for a reason such as bad credentials that someone has to fix first)
-    DEFERRED = "deferred"
+    # permanent: never send this message to this recipient again unchanged (refused at RCPT, or
+    # the whole message failed for good: authentication required, the sender refused...)
+    REFUSED = "refused"
+    DEFERRED = "deferred"  # transient failures outlasted the policy: send it again later
+    # the sending account is over its quota: keep the recipient, send when the quota resets
+    OVER_QUOTA = "over quota"
     AMBIGUOUS = "ambiguous"  # the connection died after the final dot: may have been delivered
 
 
@@ -57,6 +59,8 @@ class DeliveryReport:
     attempts: int = 1
     history: tuple[Attempt, ...] = field(default=())
     elapsed: float = 0.0
+    # the server's "try again in N seconds" on the failure that ended the send, if it gave one
+    retry_after: float | None = None
 
     def _with(self, outcome: Outcome) -> tuple[str, ...]:
         return tuple(r.recipient for r in self.recipients if r.outcome is outcome)
@@ -76,3 +80,7 @@ class DeliveryReport:
     @property
     def ambiguous(self) -> tuple[str, ...]:
         return self._with(Outcome.AMBIGUOUS)
+
+    @property
+    def over_quota(self) -> tuple[str, ...]:
+        return self._with(Outcome.OVER_QUOTA)

@@ -1,7 +1,8 @@
-"""The message bytes on the wire are exactly smtplib's: line endings fixed, dots stuffed."""
+"""The message bytes on the wire: CRLF line ends, dots stuffed as smtplib does, the Message-ID."""
 
 from __future__ import annotations
 
+import re
 import smtplib
 
 import pytest
@@ -9,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from smtp_resilience import ResilientSMTP, RetryPolicy
-from smtp_resilience.engine.transaction import prepare_payload
+from smtp_resilience.engine.payload import message_id_of, prepare_payload
 from smtp_resilience.testing import ScriptedSMTPServer
 
 # Bytes where line structure matters: dots, CR and LF are common, so every combination occurs.
@@ -30,8 +31,36 @@ def smtplib_wire(message: bytes | str) -> bytes:
 
 
 @given(_LINE_BYTES)
-def test_bytes_message_is_dot_stuffed_exactly_as_smtplib_does(message: bytes) -> None:
+def test_bytes_get_crlf_line_ends_then_dots_exactly_as_smtplib_does(message: bytes) -> None:
+    # smtplib sends bytes as they are; bare CR and LF become CRLF here, as smtplib does for str
+    fixed = re.sub(rb"\r\n|\r|\n", b"\r\n", message)
+    assert prepare_payload(message) == (fixed, smtplib_wire(fixed))
+
+
+@given(
+    _LINE_BYTES.filter(lambda data: data.count(b"\n") == data.count(b"\r") == data.count(b"\r\n"))
+)
+def test_bytes_with_crlf_line_ends_are_sent_exactly_as_smtplib_sends_them(message: bytes) -> None:
     assert prepare_payload(message) == (message, smtplib_wire(message))
+
+
+def test_a_message_id_header_goes_first_on_the_bytes_sent() -> None:
+    message, wire = prepare_payload(b"Subject: x\r\n\r\nbody\r\n", b"Message-ID: <1@x>\r\n")
+    assert message == b"Message-ID: <1@x>\r\nSubject: x\r\n\r\nbody\r\n"
+    assert wire == message + b".\r\n"
+
+
+@pytest.mark.parametrize(
+    ("message", "found"),
+    [
+        (b"Subject: x\r\nMessage-ID: <a@b>\r\n\r\nMessage-ID: <body@x>\r\n", "<a@b>"),
+        (b"Subject: x\nMessage-ID: <a@b>\n\nbody that must not leak\n", "<a@b>"),
+        (b"message-id:   <c@d>  \r\n\r\n", "<c@d>"),
+        (b"Subject: x\r\n\r\nMessage-ID: <only in the body>\r\n", None),
+    ],
+)
+def test_the_message_id_is_read_from_the_headers_only(message: bytes, found: str | None) -> None:
+    assert message_id_of(message) == found
 
 
 @given(_LINE_TEXT)

@@ -58,14 +58,14 @@ PROMISES = [
         454,
         "Throttling failure: Daily message quota exceeded.",
         "MAIL",
-        Decision.FAIL_MESSAGE,
+        Decision.HOLD_ACCOUNT,
     ),
     (
         "amazon_ses",
         454,
         "Throttling failure: Daily message quota exceeded.",
         "end of data",
-        Decision.FAIL_MESSAGE,
+        Decision.HOLD_ACCOUNT,
     ),
 ]
 
@@ -81,7 +81,6 @@ def test_preset_classifies_its_providers_replies_as_promised(
 # Replies whose decision only a preset changes: without it they are read by their first digit.
 CHANGED_BY_PRESET = [
     ("yahoo", 421, "4.7.1 [TS03] Permanently deferred", "MAIL"),
-    ("amazon_ses", 454, "Throttling failure: Daily message quota exceeded.", "MAIL"),
 ]
 
 

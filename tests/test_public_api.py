@@ -52,6 +52,8 @@ PUBLIC_NAMES = {
     "TransientSMTPError",
     "PermanentSMTPError",
     "ConnectionFailed",
+    "ConfigurationError",
+    "NoRecipients",
     "ProtocolError",
     "AmbiguousDeliveryError",
     "TLSDowngradeRefused",

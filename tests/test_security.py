@@ -91,9 +91,10 @@ def test_password_never_leaks_through_retries_reconnects_and_debug_output(
     debug_logging: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    # 454 to AUTH PLAIN: smtplib falls back to LOGIN (the password goes out base64'd alone);
-    # 421 to MAIL: reconnect, replay STARTTLS and AUTH PLAIN; 451 after the dot: RSET and resend
-    server.script("AUTH", "454 4.7.0 temporary authentication failure")
+    # 504 to AUTH PLAIN: the mechanism is not available, so LOGIN is tried (the password goes out
+    # base64'd alone); 421 to MAIL: reconnect, replay STARTTLS and AUTH PLAIN; 451 after the
+    # dot: RSET and resend
+    server.script("AUTH", "504 5.5.4 mechanism not available")
     server.script("MAIL", "421 4.3.2 closing for maintenance")
     server.script("end of data", "451 4.3.0 try again later")
     with capture_logs() as events:
@@ -110,7 +111,7 @@ def test_password_never_leaks_through_retries_reconnects_and_debug_output(
     (delivery,) = server.deliveries
     assert (delivery.tls, delivery.login) == (True, USER)
     assert server.connections == 2
-    assert server.commands.count("AUTH") == 3  # PLAIN 454, LOGIN 235, PLAIN 235 after reconnect
+    assert server.commands.count("AUTH") == 3  # PLAIN 504, LOGIN 235, PLAIN 235 after reconnect
     assert clock.sleeps == [1.0, 2.0]
     assert "<AUTH exchange hidden>" in err
     assert "reply: retcode (235)" in err

@@ -50,14 +50,16 @@ def run_with_retries(
     *,
     history: list[Attempt] | None = None,
     message_id: Callable[[], str | None] = lambda: None,
+    started_at: float | None = None,
 ) -> T:
     """Run ``attempt`` until it succeeds, fails for good, or the policy runs out.
 
     ``history`` (if given) receives one :class:`Attempt` per failed try, so after success the
     number of tries is ``len(history) + 1``. ``message_id`` is asked for only when a failure is
-    logged: a healthy send never pays for finding it.
+    logged: a healthy send never pays for finding it. ``started_at`` (on the policy's clock) is
+    when the public call began, so the deadline counts from there (default: now).
     """
-    started = policy.clock()
+    started = policy.clock() if started_at is None else started_at
     history = [] if history is None else history
     try:
         return attempt()
@@ -110,7 +112,7 @@ def run_with_retries(
             recipients=last.recipients,
             message_id=message_id(),
         )
-        raise final from None
+        raise final from final.__cause__  # the socket error underneath, if there was one
     except SMTPResilienceError as error:
         _failed_for_good(log, error, count, history, message_id)
         raise

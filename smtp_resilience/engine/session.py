@@ -1,27 +1,42 @@
 """ResilientSession: the connection under ResilientSMTP, kept usable through failures.
 
 It opens the connection through the retry policy (a 421 greeting or a refused connection is
-retried), remembers what the application set up on it (EHLO name, STARTTLS, login) and replays
-that after every reconnect, and never continues in the clear a session that used STARTTLS. It
-also reads replies more strictly than smtplib (a multiline reply whose lines disagree is not a
-reply) and keeps AUTH out of smtplib's debug output. Closing it never raises.
+retried, a setting that cannot work is not), remembers what the application set up on it (EHLO
+name, STARTTLS, any authentication) and replays that after every reconnect, and never continues
+in the clear a session that used STARTTLS. Every public call runs in one retry loop under one
+deadline (:mod:`smtp_resilience.engine.bounded`). Closing it never raises.
 """
 
 from __future__ import annotations
 
+import binascii
 import smtplib
-import socket
 import ssl
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TypeVar
 
+from smtp_resilience.engine.auth import AuthenticationStep, Mechanism, OAuth2Login, PasswordLogin
+from smtp_resilience.engine.bounded import DEFAULT_TIMEOUT, BoundedSMTP
 from smtp_resilience.engine.events import EventLog
-from smtp_resilience.engine.mapping import connection_failed, error_for, error_from_smtplib
+from smtp_resilience.engine.mapping import error_for, error_from_smtplib
+from smtp_resilience.engine.network import (
+    looks_like_tls,
+    network_failure,
+    root_cause,
+    speaks_implicit_tls,
+)
 from smtp_resilience.engine.retry_loop import TryAgain, run_with_retries
-from smtp_resilience.errors import SMTPResilienceError, TLSDowngradeRefused
+from smtp_resilience.errors import (
+    ConfigurationError,
+    ConnectionFailed,
+    ProtocolError,
+    SMTPResilienceError,
+    TLSDowngradeRefused,
+    combined_class,
+)
 from smtp_resilience.policy.retry import RetryPolicy
 from smtp_resilience.replies.classification import classify
 from smtp_resilience.replies.codes import Command
@@ -32,17 +47,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_TIMEOUT", "ResilientSession"]
 
 T = TypeVar("T")
-_MAXIMUM_LINE = 8192  # smtplib's own limit on one reply line
-DEFAULT_TIMEOUT: Any = socket._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
-
-
-@dataclass(frozen=True, slots=True)
-class _Login:
-    """Credentials to replay after a reconnect; never shown by repr."""
-
-    user: str
-    password: str = field(repr=False)
-    initial_response_ok: bool = True
+_PROBE_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +63,14 @@ class _StartTLS:
         return {"context": self.context, **{k: v for k, v in given.items() if v is not None}}
 
 
-class ResilientSession(smtplib.SMTP):
+def _check_port(port: object) -> None:
+    if isinstance(port, bool) or (isinstance(port, int) and not 0 <= port <= 65535):
+        raise ConfigurationError(f"port {port!r} is not a TCP port (1 to 65535)")
+
+
+class ResilientSession(BoundedSMTP):
     """The connection and session state that :class:`~smtp_resilience.ResilientSMTP` sends over."""
 
-    policy: RetryPolicy
     #: The policy of instances made without one; None means ``RetryPolicy.default()``.
     default_policy: ClassVar[RetryPolicy | None] = None
 
@@ -69,13 +78,18 @@ class ResilientSession(smtplib.SMTP):
         if policy is None:
             policy = self.default_policy or RetryPolicy.default()
         self.policy = policy
-        self._log = EventLog("", mask=self.policy.mask_addresses)
+        self._prepare_bounds()
+        self.event_log = EventLog("", mask=self.policy.mask_addresses)
         self._target: tuple[str, int, Any] | None = None
         self._greeting_name: str | None = None
         self._starttls: _StartTLS | None = None
-        self._login: _Login | None = None
-        self._in_auth = False
+        self._authentication: AuthenticationStep | None = None
         self._carried_mail = False
+
+    @property
+    def address(self) -> tuple[str, int | None]:
+        """The host and port this object connects to (empty and None before ``connect``)."""
+        return (self._target[0], self._target[1]) if self._target else ("", None)
 
     def __repr__(self) -> str:
         where = f"{self._target[0]}:{self._target[1]}" if self._target else "not connected"
@@ -89,9 +103,11 @@ class ResilientSession(smtplib.SMTP):
         port: int = 0,
         source_address: Any = None,  # whatever socket.create_connection takes
     ) -> tuple[int, bytes]:
+        _check_port(port)
         self._target = (host, port, source_address)
-        self._log = EventLog(host, mask=self.policy.mask_addresses)
-        return self._retrying(self._open)
+        self.event_log = EventLog(host, mask=self.policy.mask_addresses)
+        with self.call:
+            return self._retrying(self._open)
 
     def _open(self) -> tuple[int, bytes]:
         assert self._target is not None
@@ -103,19 +119,51 @@ class ResilientSession(smtplib.SMTP):
         self.does_esmtp = False
         try:
             code, reply = super().connect(host, port, source_address)
-        except ssl.SSLCertVerificationError:
-            self.close()
-            raise  # a certificate the client does not trust will not become trusted by retrying
         except OSError as exc:
             self.close()
-            reason = f"could not connect to {host}:{port}: {exc or type(exc).__name__}"
-            raise TryAgain(connection_failed(reason, command=Command.GREETING)) from None
+            self._network_failure(exc, Command.GREETING)
         if code != 220:
             self.close()
+            if code == -1 and looks_like_tls(self.refused_reply):
+                raise ConfigurationError(
+                    f"{host}:{port} speaks TLS from the first byte (implicit TLS, usually port "
+                    "465): use ResilientSMTP_SSL",
+                    command=Command.GREETING,
+                )
             self._raise_for(code, reply, Command.GREETING)
         return code, reply
 
-    def _raise_for(self, code: int, reply: bytes | str, command: Command) -> None:
+    def _network_failure(self, exc: BaseException, command: Command) -> NoReturn:
+        """Raise the error for a failed connect, read or write: ``TryAgain`` when transient."""
+        host, port = self.address
+        error = network_failure(exc, command, host=host, port=port)
+        if isinstance(error, ConnectionFailed) and self._greeting_never_came(exc, command):
+            error = ConfigurationError(
+                f"{host}:{port} sent no greeting but completes a TLS handshake: it speaks "
+                "implicit TLS (usually port 465), so use ResilientSMTP_SSL",
+                command=command,
+            )
+        error.__cause__ = exc  # kept through the retry loop, which re-raises the last error
+        if isinstance(error, ConnectionFailed):
+            raise TryAgain(error) from exc
+        raise error from exc
+
+    def _greeting_never_came(self, exc: BaseException, command: Command) -> bool:
+        """Whether a greeting timed out on a plain connection to a port that waits for TLS."""
+        if command is not Command.GREETING or isinstance(self, smtplib.SMTP_SSL):
+            return False
+        if not isinstance(root_cause(exc), TimeoutError) or not self.heard_nothing:
+            return False
+        try:
+            left = self.time_left()
+        except TimeoutError:
+            return False  # no time is left to find out
+        budget = _PROBE_SECONDS if left is None else min(left, _PROBE_SECONDS)
+        assert self._target is not None
+        host, port, source_address = self._target
+        return budget > 0.2 and speaks_implicit_tls(host, port or 25, source_address, budget)
+
+    def _raise_for(self, code: int, reply: bytes | str, command: Command) -> NoReturn:
         verdict = classify(code, reply, command, self.policy.overrides)
         error = error_for(code, reply, command, verdict=verdict)
         self.close()  # a failed session step leaves the session unusable: start over
@@ -133,14 +181,21 @@ class ResilientSession(smtplib.SMTP):
             raise error_from_smtplib(exc, command) from exc
         except smtplib.SMTPResponseException as exc:
             self._raise_for(exc.smtp_code, exc.smtp_error, command)
-            raise  # unreachable: _raise_for always raises
-        except ssl.SSLCertVerificationError:
+        except smtplib.SMTPServerDisconnected as exc:
             self.close()
-            raise  # not transient: retrying cannot make the certificate trusted
-        except OSError as exc:
+            self._network_failure(exc, command)
+        except smtplib.SMTPException as exc:  # "Server AUTH mechanism infinite loop", ...
             self.close()
-            error = connection_failed(str(exc) or type(exc).__name__, command=command)
-            raise TryAgain(error) from None
+            raise ConfigurationError(f"{exc}; check the login settings", command=command) from exc
+        except binascii.Error as exc:  # a 334 challenge that is not base64
+            self.close()
+            kind = combined_class(ProtocolError, (binascii.Error,))
+            raise kind(
+                f"the server's AUTH challenge is not base64 ({exc})", command=command
+            ) from exc
+        except OSError as exc:  # the socket, TLS included
+            self.close()
+            self._network_failure(exc, command)
 
     def _greet(self) -> None:
         if self.helo_resp is None and self.ehlo_resp is None:
@@ -157,7 +212,16 @@ class ResilientSession(smtplib.SMTP):
             if not 200 <= code <= 299:
                 raise smtplib.SMTPHeloError(code, reply)
 
-    def _ensure_session(self) -> bool:
+    def ehlo_or_helo_if_needed(self) -> None:
+        """smtplib's (``send_message`` asks for EHLO before ``sendmail``), under the call's
+        policy on a connection this object manages; a closed one is left to the transaction,
+        which reconnects inside its own retry loop."""
+        if self._target is None:
+            super().ehlo_or_helo_if_needed()
+        elif self.sock is not None and self.helo_resp is None and self.ehlo_resp is None:
+            self._retrying(self.ensure_session)
+
+    def ensure_session(self) -> bool:
         """Make the connection ready for a transaction.
 
         True when the connection has already carried a transaction, so the server may have
@@ -166,7 +230,7 @@ class ResilientSession(smtplib.SMTP):
         if self.sock is None:
             if self._target is None:
                 raise smtplib.SMTPServerDisconnected("please run connect() first")
-            self._log.reconnecting(reason="the connection was closed")
+            self.event_log.reconnecting(reason="the connection was closed")
             self._open()
             self._greet()
             if self._starttls is not None:
@@ -179,69 +243,15 @@ class ResilientSession(smtplib.SMTP):
                 step = self._starttls
                 self._step(Command.STARTTLS, lambda: self._replay_starttls(step))
                 self._greet()
-            if self._login is not None:
-                login = self._login
-                self._step(Command.AUTH, lambda: self._replay_login(login))
+            if self._authentication is not None:
+                authentication = self._authentication
+                self._step(Command.AUTH, lambda: self._run_authentication(authentication))
             return False
-        if self.helo_resp is None and self.ehlo_resp is None:
-            self._greet()
+        self._greet()
         return self._carried_mail
 
-    def _replay_login(self, login: _Login) -> tuple[int, bytes]:
-        return super().login(
-            login.user, login.password, initial_response_ok=login.initial_response_ok
-        )
-
     def _retrying(self, call: Callable[[], T]) -> T:
-        return run_with_retries(self.policy, self._log, call)
-
-    # -- reading replies -------------------------------------------------------------------
-
-    def getreply(self) -> tuple[int, bytes]:
-        """smtplib's reply reader, stricter about what counts as a reply.
-
-        Every line of a multiline reply must carry the same code [RFC 5321 §4.2.1]; smtplib keeps
-        the last line's, so ``550-no`` then ``250 ok`` would read as success. Such a reply, like
-        one too long to be a reply, reads as code -1 (malformed), as smtplib already does for a
-        reply without digits, and the connection is closed: nothing after it can be trusted.
-        """
-        lines: list[bytes] = []
-        if self.file is None:
-            if self.sock is None:
-                raise smtplib.SMTPServerDisconnected("please run connect() first")
-            self.file = self.sock.makefile("rb")
-        code = -1
-        while True:
-            try:
-                line = self.file.readline(_MAXIMUM_LINE + 1)
-            except OSError as exc:
-                self.close()
-                raise smtplib.SMTPServerDisconnected(
-                    f"Connection unexpectedly closed: {exc}"
-                ) from exc
-            if not line:
-                self.close()
-                raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
-            if self.debuglevel > 0:
-                self._print_debug("reply:", repr(line))
-            if len(line) > _MAXIMUM_LINE:
-                self.close()
-                return -1, b"reply line too long (over %d bytes)" % _MAXIMUM_LINE
-            lines.append(line[4:].strip(b" \t\r\n"))
-            try:
-                line_code = int(line[:3])
-            except ValueError:
-                return -1, b"\n".join(lines)
-            if code not in (-1, line_code):
-                self.close()
-                return -1, b"multiline reply with disagreeing codes: " + b" / ".join(lines)
-            code = line_code
-            if line[3:4] != b"-":
-                break
-        reply = b"\n".join(lines)
-        if self.debuglevel > 0:
-            self._print_debug(f"reply: retcode ({code}); Msg: {reply!r}")
-        return code, reply
+        return run_with_retries(self.policy, self.event_log, call, started_at=self.call.started)
 
     # -- calls the application makes, remembered for replay ------------------------------
 
@@ -272,10 +282,11 @@ class ResilientSession(smtplib.SMTP):
 
     def _start_tls(self, step: _StartTLS) -> tuple[int, bytes]:
         def upgrade() -> tuple[int, bytes]:
-            self._ensure_session()
+            self.ensure_session()
             return self._step(Command.STARTTLS, lambda: self._replay_starttls(step))
 
-        result = self._retrying(upgrade)
+        with self.call:
+            result = self._retrying(upgrade)
         self._starttls = step
         return result
 
@@ -285,27 +296,40 @@ class ResilientSession(smtplib.SMTP):
     def login(
         self, user: str, password: str, *, initial_response_ok: bool = True
     ) -> tuple[int, bytes]:
-        step = _Login(user, password, initial_response_ok)
+        """smtplib's ``login``, replayed after every reconnect; a refused password is tried once
+        (the next mechanism only when the server refuses the mechanism, 504 or 534)."""
+        return self._authenticate(PasswordLogin(user, password, initial_response_ok))
 
-        def authenticate() -> tuple[int, bytes]:
-            self._ensure_session()
-            return self._step(Command.AUTH, lambda: self._replay_login(step))
+    def login_oauth2(
+        self, user: str, token_provider: Callable[[], str], *, mechanism: str | None = None
+    ) -> tuple[int, bytes]:
+        """Log in with an OAuth 2.0 access token (OAUTHBEARER if offered, else XOAUTH2).
 
-        result = self._retrying(authenticate)
-        self._login = step
-        return result
+        ``token_provider`` is called for a fresh token on every connect, the reconnects
+        included, so a token that expired while the connection sat idle is replaced.
+        """
+        return self._authenticate(OAuth2Login(user, token_provider, mechanism))
 
     def auth(self, mechanism: str, authobject: Any, *, initial_response_ok: bool = True) -> Any:
-        self._in_auth = True  # hides the exchange from smtplib's debug output
-        try:
-            return super().auth(mechanism, authobject, initial_response_ok=initial_response_ok)
-        finally:
-            self._in_auth = False
+        """smtplib's ``auth``, replayed after every reconnect."""
+        return self._authenticate(Mechanism(mechanism, authobject, initial_response_ok))
 
-    def _print_debug(self, *args: Any) -> None:
-        if self._in_auth and args and args[0] == "send:":
-            args = ("send:", "'<AUTH exchange hidden>'")
-        super()._print_debug(*args)  # type: ignore[misc]
+    def _authenticate(self, step: AuthenticationStep) -> tuple[int, bytes]:
+        def authenticate() -> tuple[int, bytes]:
+            self.ensure_session()
+            return self._step(Command.AUTH, lambda: self._run_authentication(step))
+
+        with self.call:
+            result = self._retrying(authenticate)
+        self._authentication = step
+        return result
+
+    def _run_authentication(self, step: AuthenticationStep) -> tuple[int, bytes]:
+        with self.hidden_auth():
+            try:
+                return step.run(self)
+            finally:
+                self.keep_secret(*step.secrets())
 
     # -- closing never raises ------------------------------------------------------------
 
@@ -315,12 +339,6 @@ class ResilientSession(smtplib.SMTP):
         except (smtplib.SMTPException, OSError):
             self.close()
             return (-1, b"")
-
-    def close(self) -> None:
-        try:
-            super().close()
-        except OSError:
-            self.file = self.sock = None
 
     def __exit__(
         self,

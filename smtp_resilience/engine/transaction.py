@@ -1,7 +1,8 @@
 """One message, delivered to each recipient exactly once.
 
-:class:`MailTransaction` drives MAIL, RCPT, DATA and the final dot over an ``smtplib.SMTP``
-connection, reads every reply, and keeps per-recipient state across attempts:
+:class:`MailTransaction` drives MAIL, RCPT, DATA and the final dot over a
+:class:`~smtp_resilience.engine.session.ResilientSession`, reads every reply, and keeps each
+recipient's state across attempts in :class:`~smtp_resilience.engine.recipients.RecipientStates`:
 
 - a recipient the server accepted *and* confirmed after the final dot is done: it is never in a
   later transaction;
@@ -17,38 +18,27 @@ no classification; the knowledge base is consulted only when a reply is not what
 
 from __future__ import annotations
 
-import functools
 import logging
 import smtplib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
-from smtp_resilience.engine.events import EventLog
-from smtp_resilience.engine.mapping import (
-    ambiguous_delivery,
-    connection_failed,
-    error_for,
-    error_from_smtplib,
-)
+from smtp_resilience.engine.mapping import ambiguous_delivery, error_for, error_from_smtplib
+from smtp_resilience.engine.network import ambiguous_failure, network_failure, root_cause
 from smtp_resilience.engine.payload import message_id_of, prepare_payload
+from smtp_resilience.engine.recipients import RecipientStates, Reply
 from smtp_resilience.engine.retry_loop import TryAgain, run_with_retries
-from smtp_resilience.errors import SMTPResilienceError
-from smtp_resilience.policy.retry import RetryPolicy
+from smtp_resilience.errors import ConnectionFailed, NoRecipients, SMTPResilienceError
 from smtp_resilience.replies.classification import Decision, Verdict, classify
 from smtp_resilience.replies.codes import Command
-from smtp_resilience.report import Attempt, DeliveryReport, Outcome, RecipientOutcome
+from smtp_resilience.report import Attempt, DeliveryReport
 
 if TYPE_CHECKING:
     from _typeshed import SizedBuffer
 
+    from smtp_resilience.engine.session import ResilientSession
+
 __all__ = ["MailTransaction"]
-
-Reply = tuple[int, bytes]
-
-
-def _timed_out(exc: BaseException) -> bool:
-    """smtplib wraps a read timeout in SMTPServerDisconnected; the timeout is its context."""
-    return isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError)
 
 
 class _StaleConnection(Exception):
@@ -56,47 +46,45 @@ class _StaleConnection(Exception):
 
 
 class MailTransaction:
-    """Delivers one message; :meth:`run` returns the report and the error that ended it, if any."""
+    """Delivers one message; :meth:`run` returns the error that ended it, if any."""
 
     def __init__(
         self,
-        smtp: smtplib.SMTP,
+        smtp: ResilientSession,
         *,
-        policy: RetryPolicy,
-        log: EventLog,
-        ensure_session: Callable[[], bool],
         sender: str,
         recipients: Sequence[str],
         message: SizedBuffer | str,
         mail_options: Sequence[str] = (),
         rcpt_options: Sequence[str] = (),
+        message_id: str | None = None,
     ) -> None:
+        """``message_id``, when given, is added to the message as its Message-ID header."""
         self.smtp = smtp
-        self.policy = policy
-        self.log = log
-        self.ensure_session = ensure_session
+        self.policy = smtp.policy
+        self.log = smtp.event_log
         self.sender = sender
-        self.message, self.wire = prepare_payload(message)
+        header = f"Message-ID: {message_id}\r\n".encode() if message_id is not None else b""
+        self.message, self.wire = prepare_payload(message, header)
         self.mail_options = tuple(mail_options)
         self.rcpt_options = tuple(rcpt_options)
-        self.order = list(dict.fromkeys(recipients))  # the same address twice is one delivery
-        self.pending = list(self.order)
-        self.delivered: dict[str, Reply] = {}
-        self.refused: dict[str, Reply] = {}
-        self.deferred: dict[str, Reply] = {}
-        self.ambiguous: list[str] = []
+        self.recipients = RecipientStates(recipients)
         self.ambiguous_error: SMTPResilienceError | None = None
         self.history: list[Attempt] = []
         self.attempt = 0
         self.elapsed = 0.0
         self.error: SMTPResilienceError | None = None
         self.fatal = False  # the session, not the message, failed: raise even from deliver()
+        self._message_id: str | None = None
+        self._found_id = False
         self._report: DeliveryReport | None = None
 
-    @functools.cached_property
+    @property
     def message_id(self) -> str | None:
         """Found in the headers only when a log line or a report needs it."""
-        return message_id_of(self.message)
+        if not self._found_id:
+            self._message_id, self._found_id = message_id_of(self.message), True
+        return self._message_id
 
     # -- the retry loop -------------------------------------------------------------------
 
@@ -104,8 +92,11 @@ class MailTransaction:
         """Deliver; raise only when the session failed, else return the error that ended it.
 
         ``None`` means every recipient got the message or was refused for good on the way.
+        Afterwards nothing of the message is kept but its Message-ID.
         """
-        started = self.policy.clock()
+        if not self.recipients.order:
+            raise NoRecipients("", recipients={}, sender=self.sender)
+        smtp = self.smtp
         try:
             run_with_retries(
                 self.policy,
@@ -113,60 +104,71 @@ class MailTransaction:
                 self._attempt,
                 history=self.history,
                 message_id=lambda: self.message_id,
+                started_at=smtp.call.started,
             )
         except SMTPResilienceError as failure:
             self.error = failure
-        self.elapsed = self.policy.clock() - started
+        finally:
+            self.message_id  # noqa: B018 - read while the message is still here
+            self.message = self.wire = b""
+        self.elapsed = self.policy.clock() - smtp.call.started
+        ended_by = self.error
         ambiguous = self.ambiguous_error
         if ambiguous is not None and self.error is not ambiguous:
             # whatever became of the others, a possible duplicate is what the caller must hear
             ambiguous.attempts, ambiguous.history = self.attempt, tuple(self.history)
             self.error = ambiguous
         if self.error is not None:
-            self.error.report = self.report()
+            self.error.report = self.report(ended_by)
             if self.fatal:
                 raise self.error
-        if self.delivered and self.log.logs(logging.INFO):
+        if self.recipients.delivered and self.log.logs(logging.INFO):
             self.log.delivered(
                 attempts=self.attempt,
                 elapsed=self.elapsed,
-                accepted=self.delivered,
-                refused=list(self.undelivered()),
+                accepted=self.recipients.delivered,
+                refused=list(self.recipients.undelivered()),
                 message_id=self.message_id,
             )
         return self.error
 
     def _attempt(self) -> None:
         self.attempt += 1
-        try:
-            possibly_stale = self.ensure_session()
-        except SMTPResilienceError:
-            self.fatal = True
-            raise
-        while self.pending:
+        recipients = self.recipients
+        possibly_stale = self._session()
+        while recipients.pending:
             try:
                 progressed = self._transaction(possibly_stale=possibly_stale)
-            except _StaleConnection:
-                self.log.reconnecting(reason="the server had closed the idle connection")
-                self.ensure_session()
+            except _StaleConnection as stale:
+                self.log.reconnecting(reason=str(stale), attempt=self.attempt)
+                self._session()
                 progressed = self._transaction(possibly_stale=False)
             possibly_stale = False
-            if not self.pending:
+            if not recipients.pending:
                 return
             deferred = [
-                classify(*self.deferred[r], Command.RCPT, self.policy.overrides)
-                for r in self.pending
+                classify(*recipients.deferred[r], Command.RCPT, self.policy.overrides)
+                for r in recipients.pending
             ]
             if progressed and all(verdict.limits_recipients for verdict in deferred):
                 continue  # the server takes only so many per transaction: the rest go now
-            raise TryAgain(self._rcpt_error(self.pending, self.deferred), self.pending)
+            pending = recipients.pending
+            raise TryAgain(self._rcpt_error(pending, recipients.deferred), pending)
+
+    def _session(self) -> bool:
+        try:
+            return self.smtp.ensure_session()
+        except SMTPResilienceError:
+            self.fatal = True  # bad credentials, a TLS downgrade: no message can go
+            raise
 
     # -- one transaction ------------------------------------------------------------------
 
     def _transaction(self, *, possibly_stale: bool) -> bool:
         """One MAIL..dot exchange for the pending recipients; True if anyone got the message."""
         smtp = self.smtp
-        batch = list(self.pending)
+        recipients = self.recipients
+        batch = list(recipients.pending)
         accepted: list[str] = []
         stage = Command.MAIL
         try:
@@ -175,6 +177,12 @@ class MailTransaction:
                 options.insert(0, f"SIZE={len(self.message)}")
             code, reply = smtp.mail(self.sender, options)
             if not 200 <= code <= 299:
+                if code == 421 and possibly_stale:  # the server timed the idle session out
+                    smtp.close()
+                    raise _StaleConnection(
+                        "the server had closed the idle connection: "
+                        f"{code} {reply.decode('utf-8', 'replace')}"
+                    )
                 self._fail(code, reply, Command.MAIL, batch)
             stage = Command.RCPT
             for recipient in batch:
@@ -182,76 +190,90 @@ class MailTransaction:
                 if code in (250, 251):
                     accepted.append(recipient)
                     continue
-                verdict = classify(code, reply, Command.RCPT, self.policy.overrides)
+                verdict = self._classify(code, reply, Command.RCPT)
                 if verdict.decision is Decision.PROCEED:
                     accepted.append(recipient)
                 elif verdict.decision is Decision.RETRY_RECIPIENT_LATER:
-                    self.deferred[recipient] = (code, reply)
+                    recipients.defer(recipient, (code, reply))
                 elif verdict.decision is Decision.FAIL_RECIPIENT:
                     self._refuse(recipient, (code, reply), verdict)
-                else:
+                else:  # about the sender or the session: the whole message stops here
                     self._fail(code, reply, Command.RCPT, batch, verdict)
             if not accepted:
                 self._reset()
-                if self.pending:
-                    raise TryAgain(self._rcpt_error(self.pending, self.deferred), self.pending)
-                if not self.delivered:
-                    raise self._rcpt_error(batch, self.refused)
+                if recipients.pending:
+                    pending = recipients.pending
+                    raise TryAgain(self._rcpt_error(pending, recipients.deferred), pending)
+                if not recipients.delivered:
+                    raise self._rcpt_error(batch, recipients.refused)
                 return False
             stage = Command.DATA
             code, reply = smtp.docmd("data")
             if code != 354:
                 self._fail(code, reply, Command.DATA, accepted)
+            smtp.bound_next_write()
             smtp.send(self.wire)
             stage = Command.END_OF_DATA  # from here on, a lost connection is ambiguous
             code, reply = smtp.getreply()
             if not 200 <= code <= 299:
                 if not 400 <= code <= 599:  # no verdict on a message the server has in full
                     smtp.close()
-                    self._lost_after_dot(accepted, f"the reply was not valid SMTP: {reply[:60]!r}")
+                    reason = f"the reply was not valid SMTP: {reply[:60]!r}"
+                    self._lost_after_dot(accepted, ambiguous_delivery(reason, sender=self.sender))
                 self._fail(code, reply, Command.END_OF_DATA, accepted)
-        except (SMTPResilienceError, TryAgain):
+        except (SMTPResilienceError, TryAgain, _StaleConnection):
             raise
         except smtplib.SMTPNotSupportedError as exc:  # SMTPUTF8 needed but not offered
             self.fatal = True
             raise error_from_smtplib(exc, stage) from exc
         except OSError as exc:  # dropped, reset or timed out
             smtp.close()
-            if stage is Command.END_OF_DATA:
-                self._lost_after_dot(accepted, str(exc) or type(exc).__name__)
-            # the server closed an idle connection (a timeout is a slow server, not a stale one)
-            if stage is Command.MAIL and possibly_stale and not _timed_out(exc):
-                raise _StaleConnection from exc
-            error = connection_failed(str(exc) or type(exc).__name__, command=stage)
-            raise TryAgain(error, batch) from None
+            self._lost(exc, stage, accepted, possibly_stale)
         except BaseException:
             smtp.close()  # e.g. an address smtplib cannot encode: never leave a half-done MAIL
             raise
-        for recipient in accepted:
-            self.delivered[recipient] = (code, reply)
-        if self.deferred:
-            for recipient in accepted:
-                self.deferred.pop(recipient, None)
-            self.pending = [r for r in self.pending if r not in self.delivered]
-        else:
-            self.pending = []  # everyone in the batch was delivered or refused
+        recipients.deliver(accepted, (code, reply))
         return True
 
-    def _lost_after_dot(self, accepted: list[str], reason: str) -> NoReturn:
-        error = ambiguous_delivery(
-            reason, recipients={r: (-1, reason.encode()) for r in accepted}, sender=self.sender
-        )
+    def _lost(
+        self, exc: OSError, stage: Command, accepted: list[str], possibly_stale: bool
+    ) -> NoReturn:
+        """The connection failed at ``stage``: ambiguous after the dot, else try again."""
+        reason = str(root_cause(exc)) or type(root_cause(exc)).__name__
+        if stage is Command.END_OF_DATA:
+            self._lost_after_dot(accepted, ambiguous_failure(exc, reason, {}, self.sender), exc)
+        # the server closed an idle connection (a timeout is a slow server, not a stale one)
+        timed_out = isinstance(root_cause(exc), TimeoutError)
+        if stage is Command.MAIL and possibly_stale and not timed_out:
+            raise _StaleConnection("the server had closed the idle connection") from exc
+        host, port = self.smtp.address
+        error = network_failure(exc, stage, host=host, port=port, sender=self.sender)
+        error.__cause__ = exc
+        if isinstance(error, ConnectionFailed):
+            raise TryAgain(error, self.recipients.pending) from exc
+        self.fatal = True
+        raise error from exc
+
+    def _lost_after_dot(
+        self, accepted: list[str], error: SMTPResilienceError, cause: BaseException | None = None
+    ) -> NoReturn:
+        error.recipients = {r: (-1, error.text.encode()) for r in accepted}
+        error.__cause__ = cause
         self.log.ambiguous_delivery(
-            attempt=self.attempt, recipients=accepted, reason=reason, message_id=self.message_id
+            attempt=self.attempt, recipients=accepted, reason=error.text, message_id=self.message_id
         )
         if self.policy.retry_ambiguous:
-            raise TryAgain(error, accepted) from None
-        self.ambiguous.extend(accepted)
+            raise TryAgain(error, accepted) from cause
+        recipients = self.recipients
+        recipients.lose(accepted)
         self.ambiguous_error = error
-        self.pending = [r for r in self.pending if r not in accepted]
-        if self.pending:  # deferred at RCPT, so never accepted: still safe to try again
-            raise TryAgain(self._rcpt_error(self.pending, self.deferred), self.pending) from None
-        raise error from None
+        pending = recipients.pending
+        if pending:  # deferred at RCPT, so never accepted: still safe to try again
+            raise TryAgain(self._rcpt_error(pending, recipients.deferred), pending) from cause
+        raise error from cause
+
+    def _classify(self, code: int, reply: bytes, command: Command) -> Verdict:
+        return classify(code, reply, command, self.policy.overrides, sender=self.sender)
 
     def _fail(
         self,
@@ -263,7 +285,7 @@ class MailTransaction:
     ) -> NoReturn:
         """Act on a reply that ends this transaction: tidy the connection, then raise."""
         if verdict is None:
-            verdict = classify(code, reply, command, self.policy.overrides)
+            verdict = self._classify(code, reply, command)
         error = error_for(
             code,
             reply,
@@ -282,18 +304,14 @@ class MailTransaction:
             self._reset()
         if verdict.transient:
             raise TryAgain(error, recipients)
-        if verdict.decision is Decision.FAIL_EVERYTHING:
-            self.fatal = True
+        if verdict.decision in (Decision.FAIL_EVERYTHING, Decision.HOLD_ACCOUNT):
+            self.fatal = verdict.decision is Decision.FAIL_EVERYTHING
         else:
-            for recipient in recipients:
-                self.refused[recipient] = (code, reply)
-            self.pending = [r for r in self.pending if r not in self.refused]
+            self.recipients.refuse(recipients, (code, reply))
         raise error
 
     def _refuse(self, recipient: str, reply: Reply, verdict: Verdict) -> None:
-        self.refused[recipient] = reply
-        self.deferred.pop(recipient, None)
-        self.pending.remove(recipient)
+        self.recipients.refuse((recipient,), reply)
         self.log.recipient_refused(
             recipient=recipient, explanation=verdict.explanation, message_id=self.message_id
         )
@@ -302,14 +320,13 @@ class MailTransaction:
         self, recipients: Sequence[str], replies: dict[str, Reply]
     ) -> SMTPResilienceError:
         code, reply = replies[recipients[0]]
-        verdict = classify(code, reply, Command.RCPT, self.policy.overrides)
         return error_for(
             code,
             reply,
             Command.RCPT,
             {r: replies[r] for r in recipients},
             sender=self.sender,
-            verdict=verdict,
+            verdict=self._classify(code, reply, Command.RCPT),
         )
 
     def _reset(self) -> None:
@@ -324,41 +341,18 @@ class MailTransaction:
     # -- the outcome ----------------------------------------------------------------------
 
     def undelivered(self) -> dict[str, Reply]:
-        """smtplib's "refused" dict: each recipient that did not get the message, and why."""
-        if len(self.delivered) == len(self.order):
-            return {}
-        return {
-            r: self.refused.get(r) or self.deferred.get(r) or (-1, b"")
-            for r in self.order
-            if r not in self.delivered
-        }
+        return self.recipients.undelivered()
 
-    def report(self) -> DeliveryReport:
+    def report(self, ended_by: SMTPResilienceError | None = None) -> DeliveryReport:
         """The per-recipient outcome; built on request, since a healthy send never needs it."""
-        if self._report is not None:
-            return self._report
-        last: Reply = (-1, b"")
-        if self.error is not None and self.error.explanation is not None:
-            last = (self.error.code or -1, self.error.explanation.text.encode())
-        outcomes = []
-        for recipient in self.order:
-            if recipient in self.delivered:
-                outcome, (code, reply) = Outcome.DELIVERED, self.delivered[recipient]
-            elif recipient in self.refused:
-                outcome, (code, reply) = Outcome.REFUSED, self.refused[recipient]
-            elif recipient in self.ambiguous:
-                outcome, (code, reply) = Outcome.AMBIGUOUS, (-1, b"")
-            else:
-                outcome, (code, reply) = Outcome.DEFERRED, self.deferred.get(recipient, last)
-            outcomes.append(
-                RecipientOutcome(recipient, outcome, code, reply.decode("utf-8", "replace"))
+        if self._report is None:
+            self._report = DeliveryReport(
+                message_id=self.message_id,
+                sender=self.sender,
+                recipients=self.recipients.outcomes(ended_by),
+                attempts=self.attempt,
+                history=tuple(self.history),
+                elapsed=self.elapsed,
+                retry_after=ended_by.retry_after if ended_by is not None else None,
             )
-        self._report = DeliveryReport(
-            message_id=self.message_id,
-            sender=self.sender,
-            recipients=tuple(outcomes),
-            attempts=self.attempt,
-            history=tuple(self.history),
-            elapsed=self.elapsed,
-        )
         return self._report

@@ -190,8 +190,9 @@ YAHOO = ProviderPreset(
 AMAZON_SES = ProviderPreset(
     name="amazon_ses",
     description=(
-        "Amazon SES SMTP interface. A per-second sending-rate throttle is retried; an exhausted"
-        " daily quota fails at once, because it only resets within the next 24 hours."
+        "Amazon SES SMTP interface. A per-second sending-rate throttle is retried. (An exhausted"
+        " daily quota is recognised without a preset: the message is handed back, its recipients"
+        " kept, to wait for the quota to reset.)"
     ),
     replies=(
         ProviderReply(
@@ -201,21 +202,8 @@ AMAZON_SES = ProviderPreset(
             _TRANSIENT,
             "the account sent faster than its per-second rate; a short pause is enough",
         ),
-        ProviderReply(
-            454,
-            "Throttling failure: Daily message quota exceeded.",
-            Command.MAIL,
-            _PERMANENT,
-            "the account's 24-hour quota is used up; retries within one send cannot succeed,"
-            " so the message is handed back for the application to queue or alert on",
-        ),
     ),
-    overrides=Overrides.from_rules(
-        text=[
-            (r"daily message quota exceeded", _PERMANENT),
-            (r"maximum sending rate exceeded", _TRANSIENT),
-        ],
-    ),
+    overrides=Overrides.from_rules(text=[(r"maximum sending rate exceeded", _TRANSIENT)]),
 )
 
 PRESETS: Mapping[str, ProviderPreset] = MappingProxyType(

@@ -38,7 +38,6 @@ rows. A 421 stays "connection closing" whatever an override says: the server han
 
 from __future__ import annotations
 
-import enum
 import functools
 import re
 from dataclasses import dataclass
@@ -47,92 +46,10 @@ from smtp_resilience.replies.codes import Category, Command, ReplyClass, cause_f
 from smtp_resilience.replies.enhanced import EnhancedStatus, parse_enhanced_status
 from smtp_resilience.replies.hints import retry_after_hint
 from smtp_resilience.replies.overrides import Override, Overrides
+from smtp_resilience.replies.texts import About, known_text, sender_subject
+from smtp_resilience.replies.verdict import Decision, Explanation, Verdict, shorten
 
 __all__ = ["Decision", "Explanation", "Verdict", "classify", "explain"]
-
-
-class Decision(enum.Enum):
-    """What the engine does after a reply."""
-
-    PROCEED = "proceed"
-    RETRY = "retry"  # reset, wait the backoff, replay the transaction
-    RECONNECT_THEN_RETRY = "reconnect then retry"  # connection is gone or unusable
-    RETRY_RECIPIENT_LATER = "retry this recipient later"  # RCPT 4xx, 452/552 on RCPT
-    FAIL_RECIPIENT = "fail recipient"  # RCPT 5xx
-    FAIL_MESSAGE = "fail message"  # 5xx to MAIL / DATA / end of data
-    FAIL_EVERYTHING = "fail everything"  # session or configuration unusable, malformed reply
-
-    @property
-    def action(self) -> str:
-        """What the client does, as a short phrase for explanations."""
-        return _ACTIONS[self]
-
-    @property
-    def transient(self) -> bool:
-        """Whether the reply is tried again later (in any form)."""
-        return self in _TRANSIENT_DECISIONS
-
-
-_ACTIONS: dict[Decision, str] = {
-    Decision.PROCEED: "continues",
-    Decision.RETRY: "retried after a backoff",
-    Decision.RECONNECT_THEN_RETRY: "reconnects, then retries after a backoff",
-    Decision.RETRY_RECIPIENT_LATER: (
-        "the other recipients go ahead; this one is retried later in a new transaction"
-    ),
-    Decision.FAIL_RECIPIENT: "not retried",
-    Decision.FAIL_MESSAGE: "the message is not retried",
-    Decision.FAIL_EVERYTHING: "nothing more is sent on this connection; not retried",
-}
-_TRANSIENT_DECISIONS = frozenset(
-    {Decision.RETRY, Decision.RECONNECT_THEN_RETRY, Decision.RETRY_RECIPIENT_LATER}
-)
-
-_SHORTENED_LENGTH = 60
-
-
-def _shorten(text: str) -> str:
-    return text if len(text) <= _SHORTENED_LENGTH else text[: _SHORTENED_LENGTH - 3] + "..."
-
-
-@dataclass(frozen=True, slots=True)
-class Explanation:
-    """A reply, explained for a person: what the code means, the likely cause, what happens next."""
-
-    code: int | None  # None when the reply was malformed
-    text: str
-    enhanced_status: EnhancedStatus | None
-    command: Command | None
-    reply_class: ReplyClass  # after overrides
-    category: Category
-    meaning: str
-    cause: str
-    action: str
-    decision: Decision  # what the client does; ``action`` says it in words
-
-    def __str__(self) -> str:
-        where = "" if self.command is None else f" ({self.command.value})"
-        if self.code is None:
-            return f"malformed reply {_shorten(self.text)!r}{where}: {self.cause}; {self.action}"
-        enhanced = "" if self.enhanced_status is None else f" {self.enhanced_status}"
-        return f"{self.code}{enhanced}{where}: {self.meaning} - {self.cause}; {self.action}"
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """The engine's instructions for one reply."""
-
-    decision: Decision
-    explanation: Explanation
-    connection_closing: bool  # 421 or a malformed reply: close and reconnect before anything else
-    retry_after: float | None = None  # the server's own "try again in N seconds", transient only
-    # to RCPT: the server takes no more recipients in this transaction; the rest go in a new one
-    limits_recipients: bool = False
-
-    @property
-    def transient(self) -> bool:
-        """True for RETRY, RECONNECT_THEN_RETRY and RETRY_RECIPIENT_LATER."""
-        return self.decision in _TRANSIENT_DECISIONS
 
 
 _SESSION_SETUP = frozenset(
@@ -215,11 +132,11 @@ def _parse_code(code: object) -> int | str:
             if stripped[0] in "2345":
                 return int(stripped)
             return f"reply code {stripped} has a first digit outside 2..5"
-        return f"reply code {_shorten(stripped)!r} is not three digits"
+        return f"reply code {shorten(stripped)!r} is not three digits"
     if code is None:
         return "it has no reply code"
     try:
-        return f"reply code {_shorten(repr(code))} is not a number"
+        return f"reply code {shorten(repr(code))} is not a number"
     except Exception:
         return "the reply code is not a number"
 
@@ -259,18 +176,27 @@ def _decide(
     command: Command | None,
     enhanced: EnhancedStatus | None,
     overridden: bool,
+    about: About = About.REPLY,
 ) -> Decision:
-    """The stage table (see the module docstring), read with the effective reply class."""
+    """The stage table (see the module docstring), read with the effective reply class.
+
+    ``about`` (from the text, when no override decided) can move the reply to another row: the
+    account's quota holds the account, the sender at RCPT fails the message, not the recipient.
+    """
     if reply_class is ReplyClass.SUCCESS or reply_class is ReplyClass.INTERMEDIATE:
         return Decision.PROCEED
+    if about is About.ACCOUNT_QUOTA and not overridden:
+        return Decision.HOLD_ACCOUNT
     if reply_class is ReplyClass.TRANSIENT:
         if code == 421 or command in _SESSION_SETUP:
             return Decision.RECONNECT_THEN_RETRY
-        if command is Command.RCPT:
+        if command is Command.RCPT and about is not About.SENDER:
             return Decision.RETRY_RECIPIENT_LATER
         return Decision.RETRY
     if code in _CONFIGURATION_CODES:
         return Decision.FAIL_EVERYTHING
+    if command is Command.RCPT and about is About.SENDER:
+        return Decision.FAIL_MESSAGE
     if command is Command.RCPT:
         if code == 552 and _limits_recipients(code, enhanced) and not overridden:
             return Decision.RETRY_RECIPIENT_LATER
@@ -281,7 +207,7 @@ def _decide(
 
 
 def _classify_reply(
-    code: int, text: str, command: Command | None, overrides: Overrides | None
+    code: int, text: str, command: Command | None, overrides: Overrides | None, sender: str | None
 ) -> Verdict:
     facts = _facts(code, command)
     basic_class = ReplyClass.from_digit(code // 100)
@@ -304,16 +230,22 @@ def _classify_reply(
     if overrides is not None and code >= 400:
         override = overrides.lookup(code, enhanced, text)
     reply_class = basic_class if override is None else _OVERRIDDEN_CLASSES[override]
-    decision = _decide(code, reply_class, command, enhanced, override is not None)
+    known = known_text(text) if code >= 400 else None
+    about = known.about if known is not None else About.REPLY
+    if command is Command.RCPT and code >= 400 and sender_subject(text, enhanced, sender, known):
+        about = About.SENDER
+    decision = _decide(code, reply_class, command, enhanced, override is not None, about)
 
     action = decision.action
     if override is not None and (
         reply_class is not basic_class
-        or decision is not _decide(code, basic_class, command, enhanced, False)
+        or decision is not _decide(code, basic_class, command, enhanced, False, about)
     ):
         action = f"treated as {override.value} by an override, so {action}"
+    if known is not None:
+        cause = known.cause
     # Detail 0 ("no further detail") says less than the basic code does, so it does not replace it.
-    if enhanced is not None and enhanced.detail != 0 and enhanced.detail_meaning is not None:
+    elif enhanced is not None and enhanced.detail != 0 and enhanced.detail_meaning is not None:
         cause = enhanced.cause
     else:
         cause = facts.cause
@@ -325,12 +257,12 @@ def _classify_reply(
         command=command,
         reply_class=reply_class,
         category=facts.category,
-        meaning=facts.meaning,
+        meaning=facts.meaning if known is None or known.meaning is None else known.meaning,
         cause=cause,
         action=action,
         decision=decision,
     )
-    transient = decision in _TRANSIENT_DECISIONS
+    transient = decision.transient
     retry_after = retry_after_hint(text) if transient else None
     limits = transient and command is Command.RCPT and _limits_recipients(code, enhanced)
     return Verdict(decision, explanation, code == 421, retry_after, limits)
@@ -341,14 +273,23 @@ def classify(
     text: str | bytes | None = None,
     command: str | Command | None = None,
     overrides: Overrides | None = None,
+    *,
+    sender: str | None = None,
 ) -> Verdict:
-    """Classify one reply. Never raises.
+    """Classify one reply. Never raises for any reply.
 
     ``code`` as smtplib reports it (an int; ``-1`` for a garbled reply) or as a string; ``text`` as
     str or bytes (undecodable bytes are replaced); ``command`` the command the reply answers, as a
     :class:`Command` or anything :meth:`Command.parse` accepts (anything else counts as unknown).
-    A malformed code gives a protocol error: FAIL_EVERYTHING with the connection closing.
+    ``sender``, the envelope sender, lets a refusal at RCPT that names it fail the message rather
+    than the recipient. A malformed code gives a protocol error: FAIL_EVERYTHING with the
+    connection closing. ``overrides`` that are not :class:`Overrides` (a whole ``RetryPolicy``,
+    say) raise :class:`TypeError`: that is a mistake in the calling code, not in the reply.
     """
+    if overrides is not None and not isinstance(overrides, Overrides):
+        raise TypeError(
+            f"overrides must be an Overrides (policy.overrides), got {type(overrides).__name__}"
+        )
     reply_text = _decode(text)
     stage = _parse_command(command)
     parsed = _parse_code(code)
@@ -357,7 +298,7 @@ def classify(
             None, reply_text, stage, "malformed reply", f"{_NOT_VALID} ({parsed})"
         )
     try:
-        return _classify_reply(parsed, reply_text, stage, overrides)
+        return _classify_reply(parsed, reply_text, stage, overrides, sender)
     except Exception as error:  # last resort: a broken override pattern or knowledge-base entry
         return _protocol_error(
             parsed,

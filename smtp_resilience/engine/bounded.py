@@ -1,0 +1,229 @@
+"""``smtplib.SMTP`` whose every connect, write and read ends in time, and whose replies are strict.
+
+smtplib gives each blocking socket operation the connection's timeout, and nothing bounds a
+whole call: a server that drips one byte every half second never lets a reply end. Here
+
+* a public call (connecting, ``sendmail``, ``login`` ...) has the policy's ``deadline``: every
+  connect, write and read in it gets the lesser of the connection's timeout and the time left;
+* one reply has the connection's timeout as a whole, however it trickles in (the policy's
+  deadline when the connection has none), so the default policy never blocks forever;
+* once no time is left, the operation fails with :class:`TimeoutError`, as a socket timeout does.
+
+Replies are read by :class:`~smtp_resilience.engine.replies.ReplyReader`: bounded in length,
+refused when not well formed (code ``-1``, connection closed). What the client sent during an
+AUTH exchange, and the secrets of the login it replays, are kept out of replies the server echoes
+and of smtplib's debug output.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import smtplib
+import socket
+from types import TracebackType
+from typing import Any
+
+from smtp_resilience.engine.replies import ReplyReader
+from smtp_resilience.policy.retry import RetryPolicy
+
+__all__ = ["DEFAULT_TIMEOUT", "BoundedSMTP"]
+
+DEFAULT_TIMEOUT: Any = socket._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
+_REDACTED = b"<redacted>"
+
+
+class _Call:
+    """The span of one public call: the outermost one sets the deadline, nested ones share it."""
+
+    __slots__ = ("depth", "ends", "smtp", "started")
+
+    def __init__(self, smtp: BoundedSMTP) -> None:
+        self.smtp = smtp
+        self.depth = 0
+        self.started = 0.0
+        self.ends: float | None = None
+
+    def __enter__(self) -> _Call:
+        if self.depth == 0:
+            policy = self.smtp.policy
+            self.started = policy.clock()
+            self.ends = None if policy.deadline is None else self.started + policy.deadline
+        self.depth += 1
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.depth -= 1
+        if self.depth == 0:
+            self.ends = None
+
+
+class BoundedSMTP(smtplib.SMTP):
+    """The time and memory bounds under :class:`~.session.ResilientSession`."""
+
+    policy: RetryPolicy
+
+    def _prepare_bounds(self) -> None:
+        self.call = _Call(self)
+        self._reader: ReplyReader | None = None
+        self._secrets: tuple[bytes, ...] = ()
+        self._in_auth = False
+        #: What the server sent instead of the last reply that was refused (its first bytes).
+        self.refused_reply = b""
+        #: Whether the connection that failed last had sent nothing at all.
+        self.heard_nothing = False
+
+    # -- time ------------------------------------------------------------------------------
+
+    def _connection_timeout(self) -> float | None:
+        timeout = self.timeout
+        return socket.getdefaulttimeout() if timeout is DEFAULT_TIMEOUT else timeout
+
+    def time_left(self, until: float | None = None) -> float | None:
+        """The timeout for the next socket operation; TimeoutError when no time is left.
+
+        ``until`` is a second bound (the end of one reply) besides the call's deadline.
+        """
+        limit = self._connection_timeout()
+        ends = self.call.ends
+        if until is not None and (ends is None or until < ends):
+            ends = until
+        if ends is None:
+            return limit
+        left = ends - self.policy.clock()
+        if left <= 0:
+            if ends is self.call.ends:
+                raise TimeoutError(f"timed out: the deadline of {self.policy.deadline:g} s ran out")
+            raise TimeoutError("timed out: no complete reply within the connection's timeout")
+        return left if limit is None or left < limit else limit
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        bounded = self.time_left()
+        connect: Any = super()._get_socket  # type: ignore[misc]  # smtplib's, not in typeshed
+        sock: socket.socket = connect(host, port, DEFAULT_TIMEOUT if bounded is None else bounded)
+        return sock
+
+    def bound_next_write(self) -> None:
+        """Give the socket the time the next write may take (the message body is one write)."""
+        if self.sock is not None:
+            self.sock.settimeout(self.time_left())
+
+    def putcmd(self, cmd: str, args: str = "") -> None:
+        self.bound_next_write()
+        if self._in_auth:
+            self._remember_sent(args if cmd.upper() == "AUTH" else cmd)
+        super().putcmd(cmd, args)
+
+    # -- reading replies -------------------------------------------------------------------
+
+    def getreply(self) -> tuple[int, bytes]:
+        """smtplib's reply reader, bounded in time and size and strict about what a reply is."""
+        sock = self.sock
+        if sock is None:
+            raise smtplib.SMTPServerDisconnected("please run connect() first")
+        reader = self._reader
+        if reader is None or reader.sock is not sock:  # a new connection or a new TLS layer
+            reader = self._reader = ReplyReader(sock)
+        limit = self._connection_timeout()
+        if limit is None:
+            limit = self.policy.deadline
+        until = None if limit is None else self.policy.clock() + limit
+        try:
+            reply = reader.read(lambda: self.time_left(until))
+        except EOFError:
+            self.close()
+            raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed") from None
+        except OSError as exc:
+            self.heard_nothing = reader.received == 0
+            self.close()
+            raise smtplib.SMTPServerDisconnected(f"Connection unexpectedly closed: {exc}") from exc
+        text = self.redact(reply.text)
+        if self.debuglevel > 0:
+            for line in reply.lines:
+                self._print_debug("reply:", repr(self.redact(line)))
+        if reply.code == -1:
+            self.refused_reply = reader.head(reply)
+            self.close()  # nothing after a reply that is not one can be trusted
+            return -1, text
+        if self.debuglevel > 0:
+            self._print_debug(f"reply: retcode ({reply.code}); Msg: {text!r}")
+        return reply.code, text
+
+    def pending_input(self) -> bytes:
+        """What the server sent that no reply has consumed yet (a greeting that is not one)."""
+        return bytes(self._reader.buffer) if self._reader is not None else b""
+
+    # -- secrets ---------------------------------------------------------------------------
+
+    def keep_secret(self, *forms: bytes) -> None:
+        """Never show these bytes again: in replies, errors, events or debug output."""
+        known = [form for form in forms if form and form not in self._secrets]
+        # longest first, so a secret containing another is replaced whole
+        self._secrets = tuple(sorted((*self._secrets, *known), key=len, reverse=True))
+
+    def redact(self, data: bytes) -> bytes:
+        for secret in self._secrets:
+            if secret in data:
+                data = data.replace(secret, _REDACTED)
+        return data
+
+    def _remember_sent(self, text: str) -> None:
+        """Keep what this AUTH line carries secret, before the reply to it can echo it."""
+        words = text.split()
+        if not words:
+            return
+        token = words[-1].encode("ascii", "replace")
+        forms = [token]
+        try:
+            decoded = base64.b64decode(token, validate=True)
+        except (binascii.Error, ValueError):
+            decoded = b""
+        if b"\0" in decoded or b"\x01" in decoded:  # PLAIN and OAuth blobs hold the secret
+            forms.append(decoded)
+        self.keep_secret(*forms)
+
+    def hidden_auth(self) -> _AuthExchange:
+        """``with smtp.hidden_auth():`` around an AUTH exchange: kept out of the debug output,
+        and what it sent, and the password smtplib holds, kept secret from then on."""
+        return _AuthExchange(self)
+
+    def _print_debug(self, *args: Any) -> None:
+        if self._in_auth and args and args[0] == "send:":
+            args = ("send:", "'<AUTH exchange hidden>'")
+        super()._print_debug(*args)  # type: ignore[misc]
+
+    def close(self) -> None:
+        """smtplib's close, which never raises here."""
+        self._reader = None
+        try:
+            super().close()
+        except OSError:
+            self.file = self.sock = None
+
+
+class _AuthExchange:
+    __slots__ = ("smtp",)
+
+    def __init__(self, smtp: BoundedSMTP) -> None:
+        self.smtp = smtp
+
+    def __enter__(self) -> None:
+        self.smtp._in_auth = True
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        smtp = self.smtp
+        smtp._in_auth = False
+        password = getattr(smtp, "password", None)  # smtplib's authobjects read it from here
+        if isinstance(password, str) and password:
+            raw = password.encode("utf-8", "surrogateescape")
+            smtp.keep_secret(raw, base64.b64encode(raw))
