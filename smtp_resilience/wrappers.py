@@ -13,23 +13,24 @@ from __future__ import annotations
 import errno
 import functools
 import inspect
+import logging
 import smtplib
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
 
 from smtp_resilience.client import ResilientSMTP, ResilientSMTP_SSL
 from smtp_resilience.engine.events import EventLog
 from smtp_resilience.engine.mapping import (
-    ambiguous_delivery,
-    connection_failed,
     error_from_smtplib,
     is_transient,
 )
+from smtp_resilience.engine.network import ambiguous_failure, network_failure
 from smtp_resilience.engine.retry_loop import TryAgain, run_with_retries
-from smtp_resilience.errors import AmbiguousDeliveryError, SMTPResilienceError
+from smtp_resilience.errors import AmbiguousDeliveryError, ConnectionFailed, SMTPResilienceError
 from smtp_resilience.policy.retry import RetryPolicy
 from smtp_resilience.replies.codes import Command
 
@@ -120,11 +121,10 @@ def _host_of(frames: list[tuple[str, int, dict[str, Any]]]) -> str:
 
 
 def _network_failure(exc: BaseException) -> bool:
-    """A refused, reset, timed-out or unreachable connection (not an SSL or file error)."""
-    if isinstance(exc, (ConnectionError, TimeoutError)):
+    """A socket-level failure (refused, reset, timed out, unreachable, a name or TLS problem),
+    not a program's own OSError such as a missing attachment file."""
+    if isinstance(exc, (ConnectionError, TimeoutError, socket.gaierror, ssl.SSLError)):
         return True
-    if isinstance(exc, socket.gaierror):
-        return exc.errno == socket.EAI_AGAIN  # a misspelt host name will not resolve later
     return type(exc) is OSError and exc.errno in _NETWORK_ERRNOS
 
 
@@ -166,10 +166,14 @@ def retrying(
       final dot), at QUIT, or anywhere the stage cannot be seen (the function raised the error
       itself) may have delivered the message: that raises :class:`AmbiguousDeliveryError` and
       is re-run only if the policy sets ``retry_ambiguous`` (accepting a possible duplicate);
-    * a reply to QUIT is never re-run: the message went out before it;
+    * a failure at QUIT (a reply or a lost connection) is no failure of the send: the server
+      confirmed the message before it, so the call returns ``None`` and is not re-run;
+    * a setting that cannot work (a host name that does not resolve, a certificate that does
+      not verify, TLS to a plain port) raises :class:`ConfigurationError` at once, by the same
+      rule as :class:`~smtp_resilience.ResilientSMTP`;
     * an SMTPResilienceError (the function used ResilientSMTP) is re-run if it is transient;
-    * anything else, including other ``OSError`` such as a missing attachment file or a
-      certificate error, propagates unchanged and is not retried.
+    * anything else, including other ``OSError`` such as a missing attachment file,
+      propagates unchanged and is not retried.
 
     Mapped exceptions are raised ``from`` smtplib's, and carry ``attempts`` and ``history``.
     """
@@ -183,10 +187,15 @@ def retrying(
     return decorator  # type: ignore[return-value]  # a generic function satisfies the protocol
 
 
+class _Delivered(Exception):
+    """The function failed only after the server confirmed its message (at QUIT)."""
+
+
 def _decorate(function: Callable[P, R], policy: RetryPolicy, host: str | None) -> Callable[P, R]:
     @functools.wraps(function)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         log = EventLog(host or "", mask=policy.mask_addresses)
+        started = policy.clock()
         attempts = 0
 
         def attempt() -> R:
@@ -200,15 +209,22 @@ def _decorate(function: Callable[P, R], policy: RetryPolicy, host: str | None) -
                     raise
                 raise outcome from exc
 
-        return run_with_retries(policy, log, attempt)
+        try:
+            result = run_with_retries(policy, log, attempt, started_at=started)
+        except _Delivered:
+            result = cast(R, None)  # QUIT failed after the message was confirmed: it went out
+        if log.logs(logging.INFO):
+            log.delivered(attempts=attempts, elapsed=policy.clock() - started, message_id=None)
+        return result
 
     return wrapper
 
 
 def _judge(
     exc: Exception, policy: RetryPolicy, log: EventLog, attempt: int
-) -> TryAgain | SMTPResilienceError | None:
-    """What the loop does with one failure: try again, raise this error, or None (re-raise)."""
+) -> TryAgain | SMTPResilienceError | _Delivered | None:
+    """What the loop does with one failure: try again, raise this error, count the message as
+    sent (a failure at QUIT), or None (re-raise the original)."""
     if isinstance(exc, SMTPResilienceError):
         if isinstance(exc, AmbiguousDeliveryError):  # the engine that raised it logged it
             return TryAgain(exc) if policy.retry_ambiguous else exc
@@ -217,14 +233,18 @@ def _judge(
     if not log.host:
         log.host = _host_of(frames)
     stage = _stage_of(exc, frames)
+    if stage is Command.QUIT and isinstance(exc, (smtplib.SMTPException, OSError)):
+        return _Delivered()
 
     if isinstance(exc, smtplib.SMTPServerDisconnected) or _network_failure(exc):
-        reason = str(exc) or type(exc).__name__
+        error = network_failure(exc, stage or Command.GREETING, host=log.host)
+        if not isinstance(error, ConnectionFailed):
+            return error  # a setting that cannot work: the same rule as ResilientSMTP's
         never_connected = stage is None and isinstance(exc, ConnectionRefusedError)
         if stage in _BEFORE_THE_MESSAGE or never_connected:
-            return TryAgain(connection_failed(reason, stage or Command.GREETING))
-        lost = ambiguous_delivery(reason)
-        log.ambiguous_delivery(attempt=attempt, recipients=(), reason=reason, message_id=None)
+            return TryAgain(error)
+        lost = ambiguous_failure(exc, error.text, {}, "")
+        log.ambiguous_delivery(attempt=attempt, recipients=(), reason=lost.text, message_id=None)
         return TryAgain(lost) if policy.retry_ambiguous else lost
     if not isinstance(exc, smtplib.SMTPException):
         return None  # not the mail server's doing
@@ -233,7 +253,7 @@ def _judge(
     explanation = error.explanation
     if explanation is None or explanation.code is None:
         return error  # no usable reply (garbled, extension missing): retrying won't help
-    if explanation.decision.transient and stage is not Command.QUIT:
+    if explanation.decision.transient:
         return TryAgain(error, list(error.recipients))
     return error
 

@@ -140,18 +140,23 @@ class EventLog:
         *,
         attempts: int,
         elapsed: float,
-        accepted: Iterable[str],
-        refused: Iterable[str],
         message_id: str | None,
+        accepted: Iterable[str] | None = None,
+        refused: Iterable[str] | None = None,
     ) -> None:
+        """The message reached the server; who got it is known only to a ResilientSMTP."""
+        recipients: dict[str, list[str]] = {}
+        if accepted is not None:
+            recipients["accepted"] = self.addresses(accepted)
+        if refused is not None:
+            recipients["refused"] = self.addresses(refused)
         self._logger.info(
             DELIVERED,
             host=self.host,
             attempts=attempts,
             elapsed_s=round(elapsed, 3),
-            accepted=self.addresses(accepted),
-            refused=self.addresses(refused),
             message_id=message_id,
+            **recipients,
         )
 
     def recipient_refused(
