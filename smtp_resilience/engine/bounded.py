@@ -102,6 +102,15 @@ class BoundedSMTP(smtplib.SMTP):
             raise TimeoutError("timed out: no complete reply within the connection's timeout")
         return left if limit is None or left < limit else limit
 
+    def _why_timed_out(self, until: float | None) -> str:
+        now = self.policy.clock()
+        ends = self.call.ends
+        if ends is not None and now >= ends - 0.01:
+            return f"timed out: the deadline of {self.policy.deadline:g} s ran out"
+        if until is not None and now >= until - 0.01:
+            return "timed out: no complete reply within the connection's timeout"
+        return "timed out"
+
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         bounded = self.time_left()
         connect: Any = super()._get_socket  # type: ignore[misc]  # smtplib's, not in typeshed
@@ -141,6 +150,10 @@ class BoundedSMTP(smtplib.SMTP):
         except OSError as exc:
             self.heard_nothing = reader.received == 0
             self.close()
+            if isinstance(exc, TimeoutError):  # say which bound ran out
+                cause: OSError = TimeoutError(self._why_timed_out(until))
+                cause.__cause__ = exc
+                exc = cause
             raise smtplib.SMTPServerDisconnected(f"Connection unexpectedly closed: {exc}") from exc
         text = self.redact(reply.text)
         if self.debuglevel > 0:

@@ -16,6 +16,7 @@ aiosmtpd (the ``testing`` extra) is needed to start a server, not to import this
 """
 
 from smtp_resilience.testing.actions import COMMANDS, Action, Delay, Drop, Raw, Reply, Silence
+from smtp_resilience.testing.misbehaving import MisbehavingServer, Misbehaviour
 from smtp_resilience.testing.recording import Delivery
 from smtp_resilience.testing.server import ScriptedSMTPServer
 from smtp_resilience.testing.tls import make_tls_contexts
@@ -26,6 +27,8 @@ __all__ = [
     "Delay",
     "Delivery",
     "Drop",
+    "MisbehavingServer",
+    "Misbehaviour",
     "Raw",
     "Reply",
     "ScriptedSMTPServer",

@@ -9,8 +9,11 @@ normal handling and swaps its text in at ``push``; anything else replaces the ha
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import functools
+import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, AnyStr
 
@@ -46,7 +49,8 @@ class _Hooks:
         responses: list[str],
     ) -> list[str]:
         session.host_name = hostname  # aiosmtpd leaves this to a handler that has the hook
-        if server.options.auth is None:  # no accounts: do not advertise AUTH at all
+        if server.options.auth is None and server.options.oauth_tokens is None:
+            # no accounts: do not advertise AUTH at all
             responses = [line for line in responses if not line[4:].startswith("AUTH")]
         return responses
 
@@ -71,6 +75,11 @@ class _Hooks:
 
 
 _HOOKS = _Hooks()
+_OAUTH_MECHANISMS = ("XOAUTH2", "OAUTHBEARER")
+_XOAUTH2 = re.compile(rb"user=(?P<user>[^\x01]*)\x01auth=Bearer (?P<token>[^\x01]*)\x01\x01")
+_OAUTHBEARER = re.compile(
+    rb"n,a=(?P<user>[^,]*),\x01(?:[a-z]+=[^\x01]*\x01)*auth=Bearer (?P<token>[^\x01]*)\x01\x01"
+)
 
 
 def _keep_help(wrapper: Any, method: Any) -> Any:
@@ -107,6 +116,7 @@ class ScriptedSMTP(SMTP):
             require_starttls=options.require_starttls and offer_tls,
             auth_require_tls=options.auth_require_tls,
             authenticator=self._check_credentials,
+            auth_exclude_mechanism=() if options.oauth_tokens else _OAUTH_MECHANISMS,
         )
         # set directly: aiosmtpd warns when AUTH is required without TLS, which tests do
         self._auth_required = options.require_auth
@@ -239,6 +249,29 @@ class ScriptedSMTP(SMTP):
             tls=ssl_object is not None,
             login=login.decode("utf-8", "replace") if isinstance(login, bytes) else None,
         )
+
+    async def auth_XOAUTH2(self, _: Any, args: list[str]) -> AuthResult:  # noqa: N802
+        return await self._oauth(args, _XOAUTH2)
+
+    async def auth_OAUTHBEARER(self, _: Any, args: list[str]) -> AuthResult:  # noqa: N802
+        return await self._oauth(args, _OAUTHBEARER)
+
+    async def _oauth(self, args: list[str], shape: re.Pattern[bytes]) -> AuthResult:
+        """XOAUTH2 / OAUTHBEARER: the token checked, and on failure the error challenge that
+        RFC 7628 §3.2.2 describes, whose answer the recording keeps."""
+        try:
+            blob = base64.b64decode(args[1], validate=True) if len(args) > 1 else b""
+        except ValueError:
+            await self.push("501 5.5.2 Can't decode base64")
+            return AuthResult(success=False, handled=True)
+        found = shape.fullmatch(blob)
+        if found is not None and self.options.oauth_ok(found["user"], found["token"]):
+            login = LoginPassword(found["user"], b"")
+            return AuthResult(success=True, auth_data=login)
+        error = json.dumps({"status": "401", "schemes": "bearer", "scope": "mail"})
+        answer = await self.challenge_auth(error)
+        self.recording.oauth_error_answer(answer if isinstance(answer, bytes) else b"*")
+        return AuthResult(success=False, handled=False)
 
     def _check_credentials(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any

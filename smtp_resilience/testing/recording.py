@@ -36,6 +36,7 @@ class Recording:
         self._deliveries: list[Delivery] = []
         self._commands: list[str] = []
         self._connections = 0
+        self._oauth_error_answers: list[bytes] = []
 
     def connected(self) -> None:
         with self._lock:
@@ -68,6 +69,16 @@ class Recording:
         with self._lock:
             self._deliveries.append(delivery)
 
+    def oauth_error_answer(self, answer: bytes) -> None:
+        with self._lock:
+            self._oauth_error_answers.append(answer)
+
+    @property
+    def oauth_error_answers(self) -> list[bytes]:
+        """What clients answered to an OAuth error challenge (decoded; ``b"*"``: they cancelled)."""
+        with self._lock:
+            return list(self._oauth_error_answers)
+
     @property
     def deliveries(self) -> list[Delivery]:
         with self._lock:
@@ -88,3 +99,4 @@ class Recording:
             self._deliveries.clear()
             self._commands.clear()
             self._connections = 0
+            self._oauth_error_answers.clear()

@@ -44,7 +44,8 @@ class ScriptedSMTPServer:
     ``starttls=True`` offers STARTTLS, ``implicit_tls=True`` wraps every connection in TLS from
     the start (for smtplib.SMTP_SSL), ``require_starttls`` refuses mail before STARTTLS;
     ``auth={"user": "password"}`` enables AUTH PLAIN/LOGIN (only after TLS unless
-    ``auth_require_tls=False``), ``require_auth`` refuses mail before AUTH. They are kept, checked,
+    ``auth_require_tls=False``), ``oauth_tokens={"user": "token"}`` enables XOAUTH2 and
+    OAUTHBEARER, ``require_auth`` refuses mail before AUTH. They are kept, checked,
     in :attr:`options`; what a test scripts is in :attr:`scripted`, what the server saw in
     :attr:`recording`.
     """
@@ -60,6 +61,7 @@ class ScriptedSMTPServer:
         implicit_tls: bool = False,
         require_starttls: bool = False,
         auth: Mapping[str, str] | None = None,
+        oauth_tokens: Mapping[str, str] | None = None,
         require_auth: bool = False,
         auth_require_tls: bool = True,
         data_size_limit: int | None = 2**25,
@@ -74,6 +76,7 @@ class ScriptedSMTPServer:
             implicit_tls=implicit_tls,
             require_starttls=require_starttls,
             auth=auth,
+            oauth_tokens=oauth_tokens,
             require_auth=require_auth,
             auth_require_tls=auth_require_tls,
             data_size_limit=data_size_limit,
