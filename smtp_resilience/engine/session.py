@@ -325,11 +325,12 @@ class ResilientSession(BoundedSMTP):
         return result
 
     def _run_authentication(self, step: AuthenticationStep) -> tuple[int, bytes]:
+        self.keep_secret(*step.secrets())  # before a reply can echo them
         with self.hidden_auth():
             try:
                 return step.run(self)
             finally:
-                self.keep_secret(*step.secrets())
+                self.keep_secret(*step.secrets())  # a token is known once asked for
 
     # -- closing never raises ------------------------------------------------------------
 
