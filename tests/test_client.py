@@ -22,6 +22,7 @@ from smtp_resilience import (
     TLSDowngradeRefused,
     TransactionFailed,
 )
+from smtp_resilience.engine.events import mask_address
 from smtp_resilience.testing import Drop, ScriptedSMTPServer, Silence, make_tls_contexts
 from tests.helpers import FakeClock, make_message
 
@@ -467,8 +468,9 @@ def test_addresses_are_masked_when_the_policy_asks(
     text = repr(events)
     assert A not in text
     assert B not in text
-    assert "a***@example.com" in text
-    assert "b***@example.com" in text
+    assert mask_address(A) in text
+    assert mask_address(B) in text
+    assert mask_address(A) != mask_address(B)  # masked, but still two different people
 
 
 def test_credentials_never_reach_logs_errors_or_repr(policy: RetryPolicy) -> None:

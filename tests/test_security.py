@@ -22,6 +22,7 @@ from structlog.typing import EventDict
 
 from smtp_resilience import ResilientSMTP, RetryPolicy
 from smtp_resilience.engine import events as event_names
+from smtp_resilience.engine.events import mask_address
 from smtp_resilience.errors import (
     AuthenticationFailed,
     SMTPResilienceError,
@@ -354,7 +355,7 @@ def test_masked_addresses_never_appear_in_any_event(
     text = repr(events)
     for address in (ALICE, BOB, CAROL, "app@example.com"):
         assert address not in text
-    for shown in ("a***@example.com", "b***@example.org", "c***@example.net"):
+    for shown in map(mask_address, (ALICE, BOB, CAROL)):
         assert shown in text
 
 
@@ -398,4 +399,4 @@ def test_masking_covers_addresses_the_server_echoes_in_its_reply(
     }
     assert events_mentioning(events, BOB) == []
     assert events_mentioning(events, CAROL) == []
-    assert events_mentioning(events, "<b***@example.org>: Recipient address rejected")
+    assert events_mentioning(events, f"<{mask_address(BOB)}>: Recipient address rejected")

@@ -24,6 +24,7 @@ import structlog
 
 from smtp_resilience import errors
 from smtp_resilience.engine import events
+from smtp_resilience.engine.phrases import PHRASES
 
 __all__ = [
     "EventLineRenderer",
@@ -93,49 +94,6 @@ def public_error_name(error: BaseException) -> str:
     return type(error).__name__
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
-
-
-def _addresses(value: object) -> str:
-    if isinstance(value, (list, tuple)):
-        return ", ".join(str(item) for item in value) or "nobody"
-    return str(value)
-
-
-def _for(recipients: object) -> str:
-    return f" for {_addresses(recipients)}" if recipients else ""
-
-
-def _seconds(value: object) -> str:
-    return f"{value:g}s" if isinstance(value, (int, float)) else "?s"
-
-
-# What each engine event says, as a phrase; the reply and its cause follow it on the same line.
-_PHRASES: Mapping[str, Callable[[Mapping[str, Any]], str]] = {
-    events.RETRY_SCHEDULED: lambda fields: (
-        f"retry in {_seconds(fields.get('delay_s'))} "
-        f"(attempt {fields.get('attempt')} of {fields.get('max_attempts')} failed)"
-    ),
-    events.RECONNECTING: lambda fields: f"reconnecting ({fields.get('reason', 'no reason given')})",
-    events.DELIVERED: lambda fields: (
-        f"delivered to {_addresses(fields.get('accepted'))} "
-        f"after {_plural(int(fields.get('attempts') or 1), 'attempt')} "
-        f"in {_seconds(fields.get('elapsed_s'))}"
-        + (f"; not to {_addresses(fields['refused'])}" if fields.get("refused") else "")
-    ),
-    events.RECIPIENT_REFUSED: lambda fields: f"refused {fields.get('recipient')}",
-    events.PERMANENT_FAILURE: lambda fields: (
-        f"permanent failure{_for(fields.get('recipients'))}, not retried"
-    ),
-    events.GAVE_UP: lambda fields: (
-        f"gave up after {_plural(int(fields.get('attempts') or 1), 'attempt')} "
-        f"in {_seconds(fields.get('elapsed_s'))}"
-    ),
-    events.AMBIGUOUS_DELIVERY: lambda fields: (
-        f"ambiguous delivery to {_addresses(fields.get('recipients'))}"
-    ),
-}
 _EVENT_STYLES: Mapping[str, tuple[str, ...]] = {
     events.RETRY_SCHEDULED: ("yellow",),
     events.RECONNECTING: ("cyan",),
@@ -206,7 +164,7 @@ class EventLineRenderer:
         if custom is not None:
             return custom(event_dict, self.palette)
         paint = self.palette
-        known = _PHRASES.get(event)
+        known = PHRASES.get(event)
         if known is not None:
             head = paint(known(event_dict), *_EVENT_STYLES.get(event, ()))
         else:

@@ -26,6 +26,7 @@ from typing import Any
 
 from smtp_resilience.engine.replies import ReplyReader
 from smtp_resilience.policy.retry import RetryPolicy
+from smtp_resilience.report import Attempt
 
 __all__ = ["DEFAULT_TIMEOUT", "BoundedSMTP"]
 
@@ -36,19 +37,26 @@ _REDACTED = b"<redacted>"
 class _Call:
     """The span of one public call: the outermost one sets the deadline, nested ones share it."""
 
-    __slots__ = ("depth", "ends", "smtp", "started")
+    __slots__ = ("depth", "ends", "history", "smtp", "started")
 
     def __init__(self, smtp: BoundedSMTP) -> None:
         self.smtp = smtp
         self.depth = 0
         self.started = 0.0
         self.ends: float | None = None
+        self.history: list[Attempt] = []  # the call's failed tries, whichever loop made them
+
+    @property
+    def attempt(self) -> int:
+        """The number of the try under way."""
+        return len(self.history) + 1
 
     def __enter__(self) -> _Call:
         if self.depth == 0:
             policy = self.smtp.policy
             self.started = policy.clock()
             self.ends = None if policy.deadline is None else self.started + policy.deadline
+            self.history = []
         self.depth += 1
         return self
 

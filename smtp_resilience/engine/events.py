@@ -1,54 +1,83 @@
-"""The engine's log events, emitted through structlog.
+"""The engine's log events, through structlog or the standard ``logging`` module, quiet by default.
 
-One event per thing that happened, namespaced ``smtp.*``, with flat fields and a ``server_said``
-line that reads like Postfix's: ``host mx.example.com said: 451 4.7.1 greylisted (in reply to RCPT
-TO)``. The library never configures structlog; route the events wherever the application's logs go
-(see the README). Passwords, AUTH exchanges and message bodies are never passed in here, so they
-cannot leak; with ``mask_addresses`` every address becomes ``j***@example.com``.
+One event per thing that happened, namespaced ``smtp.*`` (:mod:`.phrases` names them), with flat
+fields and a ``server_said`` line that reads like Postfix's: ``host mx.example.com said: 451 4.7.1
+greylisted (in reply to RCPT TO)``. The library configures neither structlog nor logging:
+
+* when the application has configured structlog (``structlog.is_configured()``), events go
+  through structlog, bound once per configuration and checked against its level filter before
+  their fields are built;
+* otherwise through the stdlib logger ``smtp_resilience`` (which has a ``NullHandler``, so
+  nothing is printed unless the application configured logging), with a readable message and
+  the fields in ``extra`` (``record.server_said``, ``record.cause``...).
+
+While an event is being emitted, events from a send that the application's log handler started
+on the same thread (an ``SMTPHandler`` mailing the log line) are dropped: they would feed back
+into that handler. Passwords, AUTH exchanges and message bodies are never passed in here; with
+``mask_addresses`` every address becomes ``j***~3f2a@example.com`` (a short stable hash keeps
+two addresses apart).
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import re
+import threading
 from collections.abc import Iterable
 from typing import Any
 
 import structlog
 
+from smtp_resilience.engine.phrases import (
+    AMBIGUOUS_DELIVERY,
+    DELIVERED,
+    GAVE_UP,
+    PERMANENT_FAILURE,
+    RECIPIENT_REFUSED,
+    RECONNECTING,
+    RETRY_SCHEDULED,
+    describe,
+)
 from smtp_resilience.errors import SMTPResilienceError
-from smtp_resilience.replies.classification import Explanation
+from smtp_resilience.replies.verdict import Explanation
 
 __all__ = [
     "AMBIGUOUS_DELIVERY",
     "DELIVERED",
     "GAVE_UP",
+    "LOGGER_NAME",
     "PERMANENT_FAILURE",
     "RECIPIENT_REFUSED",
     "RECONNECTING",
     "RETRY_SCHEDULED",
     "EventLog",
+    "emitting",
     "mask_address",
     "mask_addresses_in",
     "server_said",
 ]
 
-RETRY_SCHEDULED = "smtp.retry_scheduled"
-RECONNECTING = "smtp.reconnecting"
-DELIVERED = "smtp.delivered"
-RECIPIENT_REFUSED = "smtp.recipient_refused"
-PERMANENT_FAILURE = "smtp.permanent_failure"
-GAVE_UP = "smtp.gave_up"
-AMBIGUOUS_DELIVERY = "smtp.ambiguous_delivery"
+LOGGER_NAME = "smtp_resilience"
+_stdlib = logging.getLogger(LOGGER_NAME)
+_stdlib.addHandler(logging.NullHandler())  # a library's logger prints nothing by itself
+_proxy = structlog.get_logger(LOGGER_NAME)
+_state = threading.local()
 
-_logger = structlog.get_logger("smtp_resilience")
+
+def emitting() -> bool:
+    """Whether this thread is inside the emission of one of our events."""
+    return bool(getattr(_state, "depth", 0))
 
 
 def mask_address(address: str) -> str:
-    """``john@example.com`` -> ``j***@example.com``; the domain stays, it is what operators need."""
+    """``john@example.com`` -> ``j***~5a1e@example.com``: the domain stays (operators need it),
+    and a short stable hash keeps two masked addresses apart."""
     local, at, domain = address.rpartition("@")
+    tag = hashlib.sha256(address.casefold().encode("utf-8", "replace")).hexdigest()[:4]
     if not at:
-        return address[:1] + "***"
-    return f"{local[:1]}***@{domain}"
+        return f"{address[:1]}***~{tag}"
+    return f"{local[:1]}***~{tag}@{domain}"
 
 
 _ADDRESS = re.compile(r"[^\s<>()\[\],;:\"']+@[^\s<>()\[\],;:\"']+")
@@ -67,28 +96,59 @@ def server_said(host: str, explanation: Explanation) -> str:
     return f"host {host} said: {code}{text}{where}"
 
 
+def _structlog_token() -> tuple[int, ...]:
+    """Changes whenever ``structlog.configure()`` runs: the bound logger is made again then."""
+    config = structlog.get_config()
+    return (
+        id(config["processors"]),
+        id(config["wrapper_class"]),
+        id(config["logger_factory"]),
+        id(config["context_class"]),
+    )
+
+
 class EventLog:
     """Emits the events for one client: knows the host and whether to mask addresses."""
 
-    __slots__ = ("_logger", "host", "mask")
+    __slots__ = ("_bound", "_token", "host", "mask")
 
     def __init__(self, host: str, *, mask: bool = False) -> None:
         self.host = host
         self.mask = mask
-        # An application that lets structlog cache loggers has said its configuration is final;
-        # then bind once here rather than pay the lazy proxy's lookup on every event.
-        caching = structlog.get_config()["cache_logger_on_first_use"]
-        self._logger: Any = _logger.bind() if caching else _logger
+        self._bound: Any = None
+        self._token: tuple[int, ...] = ()
+
+    def _structlog(self) -> Any:
+        token = _structlog_token()
+        if self._bound is None or token != self._token:
+            self._bound, self._token = _proxy.bind(), token
+        return self._bound
+
+    def logs(self, level: int) -> bool:
+        """Whether an event at ``level`` would be kept: asked before building its fields."""
+        if emitting():
+            return False
+        if structlog.is_configured():
+            enabled = getattr(self._structlog(), "is_enabled_for", None)
+            return True if enabled is None else bool(enabled(level))
+        return _stdlib.isEnabledFor(level)
+
+    def _emit(self, level: int, event: str, fields: dict[str, Any]) -> None:
+        if not self.logs(level):
+            return
+        _state.depth = getattr(_state, "depth", 0) + 1
+        try:
+            if structlog.is_configured():
+                method = getattr(self._structlog(), logging.getLevelName(level).lower())
+                method(event, **fields)
+            else:
+                message = describe(event, fields)
+                _stdlib.log(level, "%s: %s", event, message, extra={"event": event, **fields})
+        finally:
+            _state.depth -= 1
 
     def addresses(self, addresses: Iterable[str]) -> list[str]:
         return [mask_address(a) for a in addresses] if self.mask else list(addresses)
-
-    def logs(self, level: int) -> bool:
-        """Whether an event at ``level`` would be kept, where that is cheap to know."""
-        if self._logger is _logger:
-            return True  # the lazy proxy: asking would cost as much as logging
-        enabled = getattr(self._logger, "is_enabled_for", None)
-        return True if enabled is None else bool(enabled(level))
 
     def text(self, text: str) -> str:
         return mask_addresses_in(text) if self.mask else text
@@ -121,19 +181,23 @@ class EventLog:
         error: SMTPResilienceError,
         message_id: str | None = None,
     ) -> None:
-        self._logger.warning(
+        self._emit(
+            logging.WARNING,
             RETRY_SCHEDULED,
-            host=self.host,
-            attempt=attempt,
-            max_attempts=max_attempts,
-            delay_s=round(delay, 3),
-            recipients=self.addresses(recipients),
-            message_id=message_id,
-            **self._failure_fields(error),
+            {
+                "host": self.host,
+                "attempt": attempt,
+                "max_attempts": max_attempts,
+                "delay_s": round(delay, 3),
+                "recipients": self.addresses(recipients),
+                "message_id": message_id,
+                **self._failure_fields(error),
+            },
         )
 
-    def reconnecting(self, *, reason: str, attempt: int | None = None) -> None:
-        self._logger.info(RECONNECTING, host=self.host, reason=self.text(reason), attempt=attempt)
+    def reconnecting(self, *, reason: str, attempt: int) -> None:
+        fields = {"host": self.host, "reason": self.text(reason), "attempt": attempt}
+        self._emit(logging.INFO, RECONNECTING, fields)
 
     def delivered(
         self,
@@ -145,42 +209,40 @@ class EventLog:
         refused: Iterable[str] | None = None,
     ) -> None:
         """The message reached the server; who got it is known only to a ResilientSMTP."""
-        recipients: dict[str, list[str]] = {}
+        fields: dict[str, Any] = {
+            "host": self.host,
+            "attempts": attempts,
+            "elapsed_s": round(elapsed, 3),
+            "message_id": message_id,
+        }
         if accepted is not None:
-            recipients["accepted"] = self.addresses(accepted)
+            fields["accepted"] = self.addresses(accepted)
         if refused is not None:
-            recipients["refused"] = self.addresses(refused)
-        self._logger.info(
-            DELIVERED,
-            host=self.host,
-            attempts=attempts,
-            elapsed_s=round(elapsed, 3),
-            message_id=message_id,
-            **recipients,
-        )
+            fields["refused"] = self.addresses(refused)
+        self._emit(logging.INFO, DELIVERED, fields)
 
     def recipient_refused(
         self, *, recipient: str, explanation: Explanation, message_id: str | None
     ) -> None:
-        self._logger.warning(
-            RECIPIENT_REFUSED,
-            host=self.host,
-            recipient=self.addresses([recipient])[0],
-            message_id=message_id,
+        fields = {
+            "host": self.host,
+            "recipient": self.addresses([recipient])[0],
+            "message_id": message_id,
             **self._reply_fields(explanation),
-        )
+        }
+        self._emit(logging.WARNING, RECIPIENT_REFUSED, fields)
 
     def permanent_failure(
         self, *, error: SMTPResilienceError, message_id: str | None = None
     ) -> None:
-        self._logger.error(
-            PERMANENT_FAILURE,
-            host=self.host,
-            attempts=error.attempts,
-            recipients=self.addresses(error.recipients),
-            message_id=message_id,
+        fields = {
+            "host": self.host,
+            "attempts": error.attempts,
+            "recipients": self.addresses(error.recipients),
+            "message_id": message_id,
             **self._failure_fields(error),
-        )
+        }
+        self._emit(logging.ERROR, PERMANENT_FAILURE, fields)
 
     def gave_up(
         self,
@@ -190,28 +252,28 @@ class EventLog:
         recipients: Iterable[str],
         message_id: str | None = None,
     ) -> None:
-        self._logger.error(
-            GAVE_UP,
-            host=self.host,
-            attempts=error.attempts,
-            elapsed_s=round(elapsed, 3),
-            recipients=self.addresses(recipients),
-            retry_after_s=error.retry_after,
-            message_id=message_id,
+        fields = {
+            "host": self.host,
+            "attempts": error.attempts,
+            "elapsed_s": round(elapsed, 3),
+            "recipients": self.addresses(recipients),
+            "retry_after_s": error.retry_after,
+            "message_id": message_id,
             **self._failure_fields(error),
-        )
+        }
+        self._emit(logging.ERROR, GAVE_UP, fields)
 
     def ambiguous_delivery(
         self, *, attempt: int, recipients: Iterable[str], reason: str, message_id: str | None
     ) -> None:
-        self._logger.warning(
-            AMBIGUOUS_DELIVERY,
-            host=self.host,
-            attempt=attempt,
-            recipients=self.addresses(recipients),
-            cause=(
+        fields = {
+            "host": self.host,
+            "attempt": attempt,
+            "recipients": self.addresses(recipients),
+            "cause": (
                 "the connection was lost after the whole message was sent but before the server "
                 f"confirmed it ({self.text(reason)}); it may or may not have been delivered"
             ),
-            message_id=message_id,
-        )
+            "message_id": message_id,
+        }
+        self._emit(logging.WARNING, AMBIGUOUS_DELIVERY, fields)

@@ -55,21 +55,24 @@ def run_with_retries(
     """Run ``attempt`` until it succeeds, fails for good, or the policy runs out.
 
     ``history`` (if given) receives one :class:`Attempt` per failed try, so after success the
-    number of tries is ``len(history) + 1``. ``message_id`` is asked for only when a failure is
-    logged: a healthy send never pays for finding it. ``started_at`` (on the policy's clock) is
-    when the public call began, so the deadline counts from there (default: now).
+    number of tries is ``len(history) + 1``. It is the public call's: tries an earlier loop of the
+    same call made count against ``max_attempts`` too, and number on from them.
+    ``message_id`` is asked for only when a failure is logged: a healthy send never pays for
+    finding it. ``started_at`` (on the policy's clock) is when the public call began, so the
+    deadline counts from there (default: now).
     """
     started = policy.clock() if started_at is None else started_at
     history = [] if history is None else history
+    made = len(history)  # tries this call made before this loop
     try:
         return attempt()
     except TryAgain as failure:
         first: TryAgain | None = failure
     except SMTPResilienceError as error:
-        _failed_for_good(log, error, 1, history, message_id)
+        _failed_for_good(log, error, made + 1, history, message_id)
         raise
 
-    count = 1  # the direct attempt above
+    count = made + 1  # the direct attempt above
 
     def again() -> T:
         nonlocal first, count
@@ -95,6 +98,7 @@ def run_with_retries(
 
     retrying = policy.retrying(
         started_at=started,
+        attempts_made=made,
         is_retryable=lambda exc: isinstance(exc, TryAgain),
         retry_after=lambda exc: exc.error.retry_after if isinstance(exc, TryAgain) else None,
         before_sleep=before_sleep,

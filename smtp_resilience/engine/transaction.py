@@ -23,6 +23,7 @@ import smtplib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
+from smtp_resilience.engine.events import emitting
 from smtp_resilience.engine.mapping import ambiguous_delivery, error_for, error_from_smtplib
 from smtp_resilience.engine.network import ambiguous_failure, network_failure, root_cause
 from smtp_resilience.engine.payload import message_id_of, prepare_payload
@@ -70,7 +71,7 @@ class MailTransaction:
         self.rcpt_options = tuple(rcpt_options)
         self.recipients = RecipientStates(recipients)
         self.ambiguous_error: SMTPResilienceError | None = None
-        self.history: list[Attempt] = []
+        self.history: list[Attempt] = smtp.call.history  # the public call's, shared
         self.attempt = 0
         self.elapsed = 0.0
         self.error: SMTPResilienceError | None = None
@@ -97,9 +98,12 @@ class MailTransaction:
         if not self.recipients.order:
             raise NoRecipients("", recipients={}, sender=self.sender)
         smtp = self.smtp
+        policy = self.policy
+        if emitting():  # a log handler of the application sends mail: one try, no backoff
+            policy = policy.replace(max_attempts=1)
         try:
             run_with_retries(
-                self.policy,
+                policy,
                 self.log,
                 self._attempt,
                 history=self.history,
@@ -133,7 +137,7 @@ class MailTransaction:
         return self.error
 
     def _attempt(self) -> None:
-        self.attempt += 1
+        self.attempt = len(self.history) + 1
         recipients = self.recipients
         possibly_stale = self._session()
         while recipients.pending:

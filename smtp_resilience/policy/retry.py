@@ -143,11 +143,13 @@ class RetryPolicy:
         self,
         *,
         started_at: float,
+        attempts_made: int = 0,
         is_retryable: Callable[[BaseException], bool],
         retry_after: Callable[[BaseException], float | None],
         before_sleep: Callable[[tenacity.RetryCallState], None],
     ) -> tenacity.Retrying:
-        """A fresh tenacity loop for one send that began at ``started_at`` (on ``clock``)."""
+        """A fresh tenacity loop for one send that began at ``started_at`` (on ``clock``) and has
+        made ``attempts_made`` tries before this loop."""
         backoff = tenacity.wait_exponential_jitter(
             multiplier=self.initial_delay,
             max=self.max_delay,
@@ -164,7 +166,8 @@ class RetryPolicy:
                     delay = max(delay, hint)
             return delay
 
-        stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(self.max_attempts)
+        left = max(1, self.max_attempts - attempts_made)  # what the call has left, this try too
+        stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(left)
         if self.deadline is not None:
             stop = stop | _StopBeforeDeadline(self.deadline, started_at, self.clock)
         return tenacity.Retrying(
