@@ -226,7 +226,7 @@ class ConfigurationError(PermanentSMTPError):
     """
 
     def _summary(self) -> str:
-        return f"configuration error{self._where()}: {self.text or 'no reason given'}"
+        return self.text or f"a setting cannot work{self._where()}"
 
 
 class NoRecipients(PermanentSMTPError, smtplib.SMTPRecipientsRefused):

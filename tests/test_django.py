@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests import django_setup
 from tests.helpers import FakeClock
 
 django = pytest.importorskip("django")
@@ -28,19 +29,18 @@ from smtp_resilience.django import EmailBackend, PolicySettingError  # noqa: E40
 from smtp_resilience.testing import Drop, ScriptedSMTPServer, make_tls_contexts  # noqa: E402
 
 A, B = "a@example.com", "b@example.com"
-# Zero delays: settings cannot hold a fake clock through from_mapping, so nothing sleeps at all.
-NO_WAITING = {"max_attempts": 5, "initial_delay": "0s", "jitter": 0, "deadline": None}
+NO_WAITING = django_setup.NO_WAITING
+django_setup.configure()
+# The settings of Django before mailers: deprecated on 6.1, where test_django_mailers.py runs.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::DeprecationWarning", "ignore::PendingDeprecationWarning"
+)
 
-if not settings.configured:
-    settings.configure(
-        EMAIL_BACKEND="smtp_resilience.django.EmailBackend",
-        EMAIL_HOST="127.0.0.1",
-        EMAIL_PORT=25,
-        EMAIL_TIMEOUT=5,
-        DEFAULT_FROM_EMAIL="app@example.com",
-        SMTP_RESILIENCE=NO_WAITING,
-    )
-    django.setup()
+
+@pytest.fixture(autouse=True)
+def _legacy_settings() -> Iterator[None]:
+    with override_settings(**django_setup.LEGACY_EMAIL_SETTINGS):
+        yield
 
 
 @pytest.fixture
@@ -148,10 +148,13 @@ def test_retry_policy_object_in_settings_is_used_as_is(
     assert clock.sleeps == [1.0]
 
 
-def test_no_setting_means_the_default_policy(server: ScriptedSMTPServer) -> None:
+def test_no_setting_means_the_policy_for_request_handlers(server: ScriptedSMTPServer) -> None:
     with override_settings():
         del settings.SMTP_RESILIENCE
-        assert get_connection().policy == RetryPolicy.default()
+        policy = get_connection().policy
+    assert policy == RetryPolicy.interactive()
+    assert policy.deadline is not None
+    assert policy.deadline <= 5.0
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,8 @@ _PASSWORD_MECHANISMS = ("CRAM-MD5", "PLAIN", "LOGIN")
 # The server refuses the mechanism, not the credentials: another mechanism may still work.
 _MECHANISM_UNAVAILABLE = frozenset({504, 534})
 _OAUTH_MECHANISMS = ("OAUTHBEARER", "XOAUTH2")
+# smtplib's own exchange, taken before anything can patch smtplib.SMTP with our class
+_smtplib_auth = smtplib.SMTP.auth
 
 
 def secret_forms(*secrets: str) -> tuple[bytes, ...]:
@@ -84,7 +86,7 @@ class PasswordLogin:
         for name in mechanisms:
             authobject = getattr(smtp, "auth_" + name.lower().replace("-", "_"))
             try:
-                code, reply = smtplib.SMTP.auth(
+                code, reply = _smtplib_auth(
                     smtp, name, authobject, initial_response_ok=self.initial_response_ok
                 )
             except smtplib.SMTPAuthenticationError as error:
@@ -138,7 +140,7 @@ class OAuth2Login:
         def authobject(challenge: bytes | None = None) -> str:
             return initial if challenge is None else after_error
 
-        return smtplib.SMTP.auth(smtp, mechanism, authobject, initial_response_ok=True)
+        return _smtplib_auth(smtp, mechanism, authobject, initial_response_ok=True)
 
     def secrets(self) -> tuple[bytes, ...]:
         return self._sent
@@ -153,7 +155,7 @@ class Mechanism:
     initial_response_ok: bool = True
 
     def run(self, smtp: smtplib.SMTP) -> Reply:
-        return smtplib.SMTP.auth(
+        return _smtplib_auth(
             smtp, self.name, self.authobject, initial_response_ok=self.initial_response_ok
         )
 

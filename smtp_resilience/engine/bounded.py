@@ -90,7 +90,16 @@ class BoundedSMTP(smtplib.SMTP):
 
     def _connection_timeout(self) -> float | None:
         timeout = self.timeout
-        return socket.getdefaulttimeout() if timeout is DEFAULT_TIMEOUT else timeout
+        if timeout is DEFAULT_TIMEOUT:  # smtplib's socket module, as smtplib itself reads it
+            default: float | None = smtplib.socket.getdefaulttimeout()  # type: ignore[attr-defined]
+            return default
+        return timeout
+
+    def restore_timeout(self) -> None:
+        """Between calls the socket has the timeout the application gave (smtplib's tests and
+        code that reads ``smtp.sock.gettimeout()`` expect it)."""
+        if self.sock is not None:
+            self.sock.settimeout(self._connection_timeout())
 
     def time_left(self, until: float | None = None) -> float | None:
         """The timeout for the next socket operation; TimeoutError when no time is left.

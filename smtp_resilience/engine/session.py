@@ -48,6 +48,7 @@ __all__ = ["DEFAULT_TIMEOUT", "ResilientSession"]
 
 T = TypeVar("T")
 _PROBE_SECONDS = 2.0
+_IMPLICIT_TLS = smtplib.SMTP_SSL  # taken before anything can patch smtplib with our classes
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +123,9 @@ class ResilientSession(BoundedSMTP):
         except OSError as exc:
             self.close()
             self._network_failure(exc, Command.GREETING)
-        if code != 220:
+        if code == 220:
+            self.restore_timeout()
+        else:
             self.close()
             if code == -1 and looks_like_tls(self.refused_reply):
                 raise ConfigurationError(
@@ -150,7 +153,7 @@ class ResilientSession(BoundedSMTP):
 
     def _greeting_never_came(self, exc: BaseException, command: Command) -> bool:
         """Whether a greeting timed out on a plain connection to a port that waits for TLS."""
-        if command is not Command.GREETING or isinstance(self, smtplib.SMTP_SSL):
+        if command is not Command.GREETING or isinstance(self, _IMPLICIT_TLS):
             return False
         if not isinstance(root_cause(exc), TimeoutError) or not self.heard_nothing:
             return False

@@ -175,6 +175,9 @@ class MailTransaction:
         batch = list(recipients.pending)
         accepted: list[str] = []
         stage = Command.MAIL
+        self._check_encodable(
+            batch
+        )  # before MAIL: an address that cannot go leaves no half-done MAIL
         try:
             options = list(self.mail_options)
             if smtp.does_esmtp and smtp.has_extn("size"):
@@ -202,7 +205,7 @@ class MailTransaction:
                 elif verdict.decision is Decision.FAIL_RECIPIENT:
                     self._refuse(recipient, (code, reply), verdict)
                 else:  # about the sender or the session: the whole message stops here
-                    self._fail(code, reply, Command.RCPT, batch, verdict)
+                    self._fail(code, reply, Command.RCPT, batch, verdict, named=[recipient])
             if not accepted:
                 self._reset()
                 if recipients.pending:
@@ -238,6 +241,13 @@ class MailTransaction:
             raise
         recipients.deliver(accepted, (code, reply))
         return True
+
+    def _check_encodable(self, recipients: Sequence[str]) -> None:
+        """smtplib's UnicodeEncodeError for an address it cannot send, raised before MAIL."""
+        smtputf8 = any(option.upper() == "SMTPUTF8" for option in self.mail_options)
+        encoding = "utf-8" if smtputf8 and self.smtp.has_extn("smtputf8") else "ascii"
+        for address in (self.sender, *recipients):
+            address.encode(encoding)
 
     def _lost(
         self, exc: OSError, stage: Command, accepted: list[str], possibly_stale: bool
@@ -286,15 +296,21 @@ class MailTransaction:
         command: Command,
         recipients: Sequence[str],
         verdict: Verdict | None = None,
+        *,
+        named: Sequence[str] | None = None,
     ) -> NoReturn:
-        """Act on a reply that ends this transaction: tidy the connection, then raise."""
+        """Act on a reply that ends this transaction: tidy the connection, then raise.
+
+        ``recipients`` are the ones it ends the transaction for; ``named``, those the error
+        lists as having had this reply (smtplib's ``SMTPRecipientsRefused`` dict), if fewer.
+        """
         if verdict is None:
             verdict = self._classify(code, reply, command)
         error = error_for(
             code,
             reply,
             command,
-            {r: (code, reply) for r in recipients},
+            {r: (code, reply) for r in (recipients if named is None else named)},
             sender=self.sender,
             verdict=verdict,
         )

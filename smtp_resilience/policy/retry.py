@@ -89,6 +89,15 @@ class RetryPolicy:
         return cls()
 
     @classmethod
+    def interactive(cls) -> RetryPolicy:
+        """Three tries within five seconds: for a web request or anything a person waits on.
+
+        A greylisting server or a relay that is down is reported in seconds, with the deferred
+        recipients in the report for a queue to take over; the Django backend's default.
+        """
+        return cls(max_attempts=3, initial_delay=0.5, max_delay=2.0, jitter=0.25, deadline=5.0)
+
+    @classmethod
     def no_retry(cls) -> RetryPolicy:
         """Classify and map every reply, log it, never retry: for callers with their own queue."""
         return cls(max_attempts=1)
