@@ -510,9 +510,10 @@ def test_address_smtplib_cannot_encode_leaves_no_half_done_transaction(
     with client(smtp_server, policy) as smtp:
         with pytest.raises(UnicodeEncodeError):
             smtp.sendmail("app@example.com", ["jos\u00e9@example.com"], b"Subject: x\r\n\r\nhi\r\n")
-        assert smtp.sock is None
-        smtp.sendmail("app@example.com", [A], b"Subject: x\r\n\r\nhi\r\n")
+        assert "MAIL" not in smtp_server.commands  # found before anything was sent
+        smtp.sendmail("app@example.com", [A], b"Subject: x\r\n\r\nhi\r\n")  # same connection
     assert smtp_server.delivered_to(A) == 1
+    assert smtp_server.connections == 1
 
 
 def test_greylisted_recipient_is_still_retried_after_another_became_ambiguous(
