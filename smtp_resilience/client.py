@@ -13,8 +13,9 @@ import email.message
 import email.utils
 import smtplib
 import ssl
+import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from smtp_resilience.engine.session import DEFAULT_TIMEOUT, ResilientSession
 from smtp_resilience.engine.transaction import MailTransaction
@@ -143,28 +144,65 @@ class ResilientSMTP(ResilientSession):
 
 
 class ResilientSMTP_SSL(ResilientSMTP, smtplib.SMTP_SSL):  # noqa: N801 - mirrors smtplib's name
-    """``smtplib.SMTP_SSL`` (implicit TLS, port 465) with the same resilience."""
+    """``smtplib.SMTP_SSL`` (implicit TLS, port 465) with the same resilience.
+
+    The constructor is smtplib's on each Python: before 3.12 it still takes the deprecated
+    ``keyfile`` and ``certfile``.
+    """
 
     default_port = smtplib.SMTP_SSL_PORT
 
-    def __init__(
-        self,
-        host: str = "",
-        port: int = 0,
-        local_hostname: str | None = None,
-        *,
-        timeout: float = DEFAULT_TIMEOUT,
-        source_address: tuple[str, int] | None = None,
-        context: ssl.SSLContext | None = None,
-        policy: RetryPolicy | None = None,
-    ) -> None:
-        self._prepare(policy)
-        # super() past the session is smtplib.SMTP_SSL, even while smtplib is patched
-        super(ResilientSession, self).__init__(
-            host,
-            port,
-            local_hostname,
-            timeout=timeout,
-            source_address=source_address,
-            context=context,
-        )
+    if sys.version_info >= (3, 12):
+
+        def __init__(
+            self,
+            host: str = "",
+            port: int = 0,
+            local_hostname: str | None = None,
+            *,
+            timeout: float = DEFAULT_TIMEOUT,
+            source_address: tuple[str, int] | None = None,
+            context: ssl.SSLContext | None = None,
+            policy: RetryPolicy | None = None,
+        ) -> None:
+            self._prepare(policy)
+            # super() past the session is smtplib.SMTP_SSL, even while smtplib is patched
+            super(ResilientSession, self).__init__(
+                host,
+                port,
+                local_hostname,
+                timeout=timeout,
+                source_address=source_address,
+                context=context,
+            )
+
+    else:
+
+        def __init__(
+            self,
+            host: str = "",
+            port: int = 0,
+            local_hostname: str | None = None,
+            keyfile: str | None = None,
+            certfile: str | None = None,
+            timeout: float = DEFAULT_TIMEOUT,
+            source_address: tuple[str, int] | None = None,
+            context: ssl.SSLContext | None = None,
+            *,
+            policy: RetryPolicy | None = None,
+        ) -> None:
+            self._prepare(policy)
+            files: dict[str, Any] = {}  # passed on only when given: smtplib warns about them
+            if keyfile is not None:
+                files["keyfile"] = keyfile
+            if certfile is not None:
+                files["certfile"] = certfile
+            super(ResilientSession, self).__init__(
+                host,
+                port,
+                local_hostname,
+                timeout=timeout,
+                source_address=source_address,
+                context=context,
+                **files,
+            )

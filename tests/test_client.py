@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import smtplib
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
@@ -554,3 +556,32 @@ def test_subclass_default_policy_applies_when_none_is_passed(
         assert smtp.policy.max_attempts == 2
     with AppSMTP(smtp_server.host, smtp_server.port, policy=RetryPolicy.no_retry()) as smtp:
         assert smtp.policy.max_attempts == 1
+
+
+def test_smtp_ssl_takes_the_constructor_arguments_smtplib_takes_on_this_python(
+    smtp_server_factory: Callable[..., ScriptedSMTPServer], policy: RetryPolicy, tmp_path: Path
+) -> None:
+    import sys
+
+    import trustme
+
+    server_tls, _ = make_tls_contexts()
+    server = smtp_server_factory(tls_context=server_tls, implicit_tls=True)
+    client_certificate = trustme.CA().issue_cert("client.example")
+    pem = tmp_path / "client.pem"
+    client_certificate.private_key_and_cert_chain_pem.write_to_path(str(pem))
+    arguments = {"keyfile": str(pem), "certfile": str(pem), "timeout": 5, "policy": policy}
+    if sys.version_info >= (3, 12):  # smtplib dropped them: the same TypeError as smtplib's
+        with pytest.raises(TypeError):
+            smtplib.SMTP_SSL(server.host, server.port, keyfile=str(pem))  # type: ignore[call-arg]
+        with pytest.raises(TypeError):
+            ResilientSMTP_SSL(server.host, server.port, **arguments)  # type: ignore[arg-type]
+        return
+    with (
+        pytest.warns(DeprecationWarning, match="keyfile and certfile are deprecated"),
+        ResilientSMTP_SSL(  # type: ignore[arg-type]
+            server.host, server.port, **arguments
+        ) as smtp,
+    ):
+        smtp.sendmail("app@example.com", [A], b"x\r\n")
+    assert server.deliveries[0].tls
