@@ -187,3 +187,26 @@ def test_a_mailbox_refusal_keeps_smtplibs_partial_contract(
     assert refused[B][0] == 550
     with client(smtp_server, policy) as smtp, pytest.raises(MailboxUnavailable):
         smtp.sendmail(SENDER, [B], b"x\r\n")
+
+
+def test_a_421_to_ehlo_is_logged_with_its_code_not_as_a_lost_connection(
+    smtp_server: ScriptedSMTPServer, policy: RetryPolicy, clock: FakeClock
+) -> None:
+    smtp_server.script("EHLO", "421 4.3.2 too busy, closing")
+    with capture_logs() as events, client(smtp_server, policy) as smtp:
+        smtp.sendmail(SENDER, [A], b"x\r\n")
+    (retry,) = [event for event in events if event["event"] == RETRY_SCHEDULED]
+    assert retry["code"] == 421
+    assert "Connection unexpectedly closed" not in retry["cause"]
+    delivered = [event for event in events if event["event"] == "smtp.delivered"]
+    assert delivered[0]["attempts"] == 2  # the retried greeting counts as this send's attempt
+
+
+def test_an_old_server_without_ehlo_gets_helo(
+    smtp_server: ScriptedSMTPServer, policy: RetryPolicy
+) -> None:
+    smtp_server.script("EHLO", "502 5.5.2 command not implemented")
+    with client(smtp_server, policy) as smtp:
+        smtp.sendmail(SENDER, [A], b"x\r\n")
+    assert "HELO" in smtp_server.commands
+    assert smtp_server.delivered_to(A) == 1

@@ -208,7 +208,9 @@ class ResilientSession(BoundedSMTP):
         """smtplib's EHLO-then-HELO, with the application's own name and garbage read as such."""
         name = self._greeting_name or ""
         code, reply = super().ehlo(name)
-        if not 200 <= code <= 599:  # smtplib would try HELO after a reply that is not SMTP
+        # HELO only for a server that does not know EHLO [RFC 5321 §3.2]; smtplib also tries it
+        # after a reply that is not SMTP, or a 421, and then reports the hang-up, not the 421
+        if not 200 <= code <= 299 and not 500 <= code <= 504:
             raise smtplib.SMTPHeloError(code, reply)
         if not 200 <= code <= 299:
             code, reply = super().helo(name)
