@@ -485,3 +485,73 @@ def test_send_help_documents_the_exit_statuses(run: Run) -> None:
     assert status == 0
     for code in ExitCode:
         assert f"  {int(code)}  " in out
+
+
+# -- arguments a new user gets wrong ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--to", ""),
+        ("--to", "not an address"),
+        ("--to", "a@x.org\r\nRCPT TO:<b@x.org>"),
+        ("--from", "nobody"),
+        ("--host", ""),
+        ("--host", "mx example"),
+    ],
+)
+def test_a_bad_address_or_host_is_a_usage_error_naming_it(
+    run: Run, smtp_server: ScriptedSMTPServer, option: str, value: str
+) -> None:
+    args = send_args(smtp_server, "a@example.net")
+    args[args.index(option) + 1] = value
+    status, _, err = run(*args)
+    assert status == ExitCode.USAGE
+    assert repr(value) in err
+    assert len(err.strip().splitlines()) == 1
+    assert smtp_server.connections == 0
+
+
+def test_an_address_that_needs_smtputf8_is_accepted_and_sent_as_given(
+    run: Run, smtp_server: ScriptedSMTPServer
+) -> None:
+    status, out, _ = run(*send_args(smtp_server, "josé@example.net"))
+    assert status == ExitCode.DELIVERED
+    assert smtp_server.deliveries[0].rcpt_tos == ("josé@example.net",)
+    assert "josé@example.net" in out
+
+
+def test_cafile_without_tls_is_a_usage_error(
+    run: Run, smtp_server: ScriptedSMTPServer, tmp_path: Path
+) -> None:
+    status, _, err = run(
+        *send_args(smtp_server, "a@example.net"), "--cafile", str(tmp_path / "ca.pem")
+    )
+    assert status == ExitCode.USAGE
+    assert "--cafile needs --ssl or --starttls" in err
+
+
+def test_a_password_outside_ascii_is_a_usage_error_not_a_traceback(
+    run: Run, smtp_server: ScriptedSMTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SMTP_PASSWORD", "pässword")
+    status, _, err = run(*send_args(smtp_server, "a@example.net"), "--user", "app")
+    assert status == ExitCode.USAGE
+    assert "outside ASCII" in err
+    assert "Traceback" not in err
+
+
+def test_json_output_reports_a_failed_connection_on_stdout(run: Run, fast_policy: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    args = ["send", "--host", "127.0.0.1", "--port", str(port), "--from", "app@example.com"]
+    status, out, _ = run(*args, "--to", "a@example.net", "--json", "--policy", str(fast_policy))
+    assert status == ExitCode.GAVE_UP
+    document = json.loads(out.strip().splitlines()[-1])
+    assert document["exit_status"] == int(ExitCode.GAVE_UP)
+    assert document["exception"] == "ConnectionFailed"
+    assert document["recipients"] == [
+        {"recipient": "a@example.net", "outcome": "deferred", "code": None, "reply": ""}
+    ]

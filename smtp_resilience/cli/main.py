@@ -71,6 +71,38 @@ def _positive_seconds(value: str) -> float:
     return seconds
 
 
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]"
+_LABEL = (
+    r"[A-Za-z0-9\u0080-\U0010ffff](?:[A-Za-z0-9\-\u0080-\U0010ffff]*[A-Za-z0-9\u0080-\U0010ffff])?"
+)
+_MAILBOX = re.compile(
+    rf"(?P<local>{_ATEXT}+(?:\.{_ATEXT}+)*"  # a dot-string, or a quoted string [RFC 5321 §4.1.2]
+    r'|"(?:[\x20\x21\x23-\x5b\x5d-\x7e\u0080-\U0010ffff]|\\[\x20-\x7e])*")'
+    rf"@(?:{_LABEL}(?:\.{_LABEL})*|\[[\x21-\x5a\x5e-\x7e]+\])"
+)
+
+
+def mailbox_argument(value: str) -> str:
+    """An address as RFC 5321 writes one (``local@domain``); non-ASCII needs SMTPUTF8, which
+    smtplib asks for when the server offers it."""
+    found = _MAILBOX.fullmatch(value)
+    if found is None or len(found["local"]) > 64 or len(value) > 254:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a mail address (local@domain, as RFC 5321 writes one)"
+        )
+    return value
+
+
+def _sender_argument(value: str) -> str:
+    return value if value == "" else mailbox_argument(value)  # "" is the null sender, <>
+
+
+def _host(value: str) -> str:
+    if not value.strip() or any(character.isspace() for character in value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a host name or address")
+    return value
+
+
 def _port(value: str) -> int:
     if not value.isdigit() or not 1 <= int(value) <= 65535:
         raise argparse.ArgumentTypeError(f"{value!r} is not a TCP port (1 to 65535)")
@@ -156,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_STATUS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    send.add_argument("--host", required=True, help="the SMTP server")
+    send.add_argument("--host", required=True, type=_host, help="the SMTP server")
     send.add_argument(
         "--port", type=_port, help="default: 465 with --ssl, 587 with --starttls, else 25"
     )
@@ -166,12 +198,18 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--cafile", help="trust the certificate authorities in this PEM file")
     send.add_argument("--user", help="log in as this user (password: SMTP_PASSWORD or prompt)")
     send.add_argument(
-        "--from", dest="sender", required=True, metavar="ADDRESS", help="the envelope sender"
+        "--from",
+        dest="sender",
+        required=True,
+        type=_sender_argument,
+        metavar="ADDRESS",
+        help="the envelope sender",
     )
     send.add_argument(
         "--to",
         dest="recipients",
         action="append",
+        type=mailbox_argument,
         required=True,
         metavar="ADDRESS",
         help="a recipient; repeat for more",

@@ -152,6 +152,25 @@ def _report_json(report: DeliveryReport, status: ExitCode) -> dict[str, Any]:
     }
 
 
+def _failure_json(
+    arguments: argparse.Namespace, status: ExitCode, name: str, error: BaseException
+) -> dict[str, Any]:
+    """The JSON report of a send that failed before any recipient was tried."""
+    outcome = "deferred" if status is ExitCode.GAVE_UP else "refused"
+    return {
+        "event": "send.report",
+        "outcome": status.outcome,
+        "exit_status": int(status),
+        "exception": name,
+        "error": str(error),
+        "sender": arguments.sender,
+        "recipients": [
+            {"recipient": recipient, "outcome": outcome, "code": None, "reply": ""}
+            for recipient in arguments.recipients
+        ],
+    }
+
+
 def print_report(
     report: DeliveryReport,
     status: ExitCode,
@@ -191,9 +210,16 @@ def print_report(
 def run_send(arguments: argparse.Namespace) -> int:
     """``smtp-resilience send``: deliver standard input, print the report, return the status."""
     policy = _policy(arguments.policy)
+    encrypted = arguments.ssl or arguments.starttls
+    if arguments.cafile is not None and not encrypted:
+        raise UsageError(f"{PROG} send: --cafile needs --ssl or --starttls (it is for TLS only)")
     message = _read_message()
     password = _password(arguments.user, arguments.host) if arguments.user is not None else None
-    encrypted = arguments.ssl or arguments.starttls
+    if password is not None and not password.isascii():
+        raise UsageError(
+            f"{PROG} send: the password has characters outside ASCII, which smtplib's AUTH "
+            "(PLAIN, LOGIN, CRAM-MD5) cannot send"
+        )
     if password is not None and not encrypted and arguments.host not in _LOOPBACK:
         print(
             f"{PROG} send: warning: logging in without --ssl or --starttls sends the "
@@ -213,6 +239,8 @@ def run_send(arguments: argparse.Namespace) -> int:
             failed_report = error.report if isinstance(error, SMTPResilienceError) else None
             if failed_report is not None:
                 print_report(failed_report, status, as_json=arguments.json, failure=name)
+            elif arguments.json:  # no report (the connection itself failed): still one document
+                print(json.dumps(_failure_json(arguments, status, name, error)))
             return status
     status = exit_code_for(report)
     print_report(report, status, as_json=arguments.json)
