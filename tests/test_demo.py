@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -66,12 +67,15 @@ def test_demo_prints_each_outcome_and_why_it_retried(capsys: pytest.CaptureFixtu
     for name, (outcome, exception) in EXPECTED_ROWS.items():
         assert f"  {outcome}  " in rows[name]
         assert rows[name].rstrip().endswith(exception)
-    # a retry line carries the reply, where it came from, and a plain-language cause
+    # a retry line carries the reply, where it came from, and a plain-language cause, wrapped
+    unwrapped = re.sub(r"\n +", " ", out)
     assert (
-        "retry in 0.05s (attempt 1 of 4 failed)  host 127.0.0.1 said: 451 4.7.1 "
+        "retry in 0.05s (attempt 1 of 4 failed) host 127.0.0.1 said: 451 4.7.1 "
         "<alice@example.net>: Recipient address rejected: greylisted, come back later "
-        "(in reply to RCPT TO) — the receiver's policy is holding the message back" in out
+        "(in reply to RCPT TO) — the receiver's policy is holding the message back" in unwrapped
     )
+    assert max(len(line) for line in out.splitlines() if not line.startswith("  ")) <= 160
+    assert out.count("User unknown") == 2  # scenarios 3 and 4, each once: then "the same reply"
     assert "reconnecting" in out
     assert "gave up after 4 attempts" in out
     assert "UNEXPECTED" not in out

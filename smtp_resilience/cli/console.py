@@ -150,11 +150,14 @@ class EventLineRenderer:
         dash: str = "—",
         indent: str = "  ",
         phrases: Mapping[str, Callable[[Mapping[str, Any], Palette], str]] | None = None,
+        width: int | None = None,
     ) -> None:
         self.palette = Palette(color)
         self.dash = dash
         self.indent = indent
         self.phrases = dict(phrases or {})
+        self.width = width  # wrap lines to this many columns (None: one line per event)
+        self._last_said: str | None = None
 
     def __call__(
         self, logger: object, method_name: str, event_dict: MutableMapping[str, Any]
@@ -162,6 +165,7 @@ class EventLineRenderer:
         event = str(event_dict.get("event", ""))
         custom = self.phrases.get(event)
         if custom is not None:
+            self._last_said = None  # a heading of the caller's: what follows stands alone
             return custom(event_dict, self.palette)
         paint = self.palette
         known = PHRASES.get(event)
@@ -173,13 +177,28 @@ class EventLineRenderer:
             )
             level = str(event_dict.get("level", method_name))
             head = paint(f"{event} {extras}".rstrip(), *_LEVEL_STYLES.get(level, ()))
-        parts = [head]
-        if event_dict.get("server_said"):
-            parts.append(str(event_dict["server_said"]))
-        line = "  ".join(parts)
-        if event_dict.get("cause"):
-            line += f" {self.dash} " + paint(str(event_dict["cause"]), "dim")
-        return self.indent + line
+        said = str(event_dict["server_said"]) if event_dict.get("server_said") else None
+        repeated = said is not None and said == self._last_said
+        self._last_said = said
+        rest = ""
+        if repeated:  # the next event about the same reply: say so instead of repeating it
+            rest = " (the same reply)"
+        elif said is not None:
+            rest = f"  {said}"
+            if event_dict.get("cause"):
+                rest += f" {self.dash} {event_dict['cause']}"
+        elif event_dict.get("cause"):
+            rest = f" {self.dash} {event_dict['cause']}"
+        if self.width is None or repeated:
+            return self.indent + head + paint(rest, "dim")
+        lines = textwrap.wrap(
+            rest.strip(),
+            max(30, self.width - len(self.indent) - 2),
+            initial_indent="",
+            subsequent_indent="",
+        )
+        more = "".join(f"\n{self.indent}  {paint(line, 'dim')}" for line in lines)
+        return self.indent + head + more
 
 
 @contextlib.contextmanager

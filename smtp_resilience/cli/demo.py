@@ -31,6 +31,7 @@ from smtp_resilience.cli.console import (
     dash_for,
     format_table,
     public_error_name,
+    terminal_width,
     wants_color,
 )
 from smtp_resilience.cli.status import PROG, ExitCode, exit_code_for, exit_code_for_error
@@ -238,9 +239,17 @@ def _result_line(fields: Mapping[str, Any], paint: Palette) -> str:
     attempts = fields["attempts"]
     tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
     line = f"   => {outcome} after {tries}; {_received(fields['copies'])}"
-    if fields["as_expected"]:
-        return paint(line, "green")
-    return paint(f"{line} (UNEXPECTED: expected {fields['expected']})", "red", "bold")
+    if not fields["as_expected"]:
+        return paint(f"{line} (UNEXPECTED: expected {fields['expected']})", "red", "bold")
+    return paint(line, _OUTCOME_COLORS.get(str(fields["outcome"]), "yellow"))
+
+
+# the colour says how the message fared, not whether the demo went to plan
+_OUTCOME_COLORS: Mapping[str, str] = {
+    ExitCode.DELIVERED.outcome: "green",
+    ExitCode.REFUSED.outcome: "red",
+    ExitCode.GAVE_UP.outcome: "red",
+}
 
 
 _DEMO_PHRASES: Mapping[str, Callable[[Mapping[str, Any], Palette], str]] = {
@@ -279,6 +288,7 @@ def run_demo(*, color: bool = True, json: bool = False) -> int:
         dash=dash_for(stream),
         indent="   ",
         phrases=_DEMO_PHRASES,
+        width=terminal_width(),
     )
     log = structlog.get_logger("smtp_resilience.demo")
     results: list[ScenarioResult] = []
