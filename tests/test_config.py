@@ -572,3 +572,11 @@ def test_toml_bad_value_names_file_key_and_value(tmp_path: Path) -> None:
 
 def test_retry_policy_from_mapping_delegates() -> None:
     assert RetryPolicy.from_mapping({"max_attempts": 2}).max_attempts == 2
+
+
+def test_a_toml_file_that_is_not_utf8_is_named_with_the_problem(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b"[smtp_resilience]\nmax_attempts = 3 # caf\xe9\n")
+    with pytest.raises(PolicyConfigError) as caught:
+        RetryPolicy.from_toml(path)
+    assert str(caught.value).startswith(f"{path}: is not UTF-8 text")

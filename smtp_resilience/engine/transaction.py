@@ -259,7 +259,9 @@ class MailTransaction:
         # the server closed an idle connection (a timeout is a slow server, not a stale one)
         timed_out = isinstance(root_cause(exc), TimeoutError)
         if stage is Command.MAIL and possibly_stale and not timed_out:
-            raise _StaleConnection("the server had closed the idle connection") from exc
+            raise _StaleConnection(
+                "the reused connection was found closed (the server ends idle sessions)"
+            ) from exc
         host, port = self.smtp.address
         error = network_failure(exc, stage, host=host, port=port, sender=self.sender)
         error.__cause__ = exc
