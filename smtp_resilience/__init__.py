@@ -5,7 +5,7 @@ are retried with backoff, permanent (5xx) ones raise at once with an exception n
 and every failure is logged with a plain-language cause. See the README for the tour.
 """
 
-from smtp_resilience.client import ResilientSMTP, ResilientSMTP_SSL
+from smtp_resilience.client import ResilientLMTP, ResilientSMTP, ResilientSMTP_SSL
 from smtp_resilience.engine.mapping import error_for
 from smtp_resilience.errors import (
     AccessDenied,
@@ -82,6 +82,7 @@ __all__ = [
     "RecipientOutcome",
     "ReplyClass",
     "ReplyCode",
+    "ResilientLMTP",
     "ResilientSMTP",
     "ResilientSMTP_SSL",
     "RetryPolicy",

@@ -26,7 +26,7 @@ from smtp_resilience.report import DeliveryReport
 if TYPE_CHECKING:
     from _typeshed import SizedBuffer
 
-__all__ = ["ResilientSMTP", "ResilientSMTP_SSL"]
+__all__ = ["ResilientLMTP", "ResilientSMTP", "ResilientSMTP_SSL"]
 
 
 class ResilientSMTP(ResilientSession):
@@ -47,7 +47,13 @@ class ResilientSMTP(ResilientSession):
         policy: RetryPolicy | None = None,
     ) -> None:
         self._prepare(policy)
-        super().__init__(host, port, local_hostname, timeout, source_address)
+        super().__init__(
+            host,
+            port,
+            local_hostname=local_hostname,
+            timeout=timeout,
+            source_address=source_address,
+        )
 
     def _prepare(self, policy: RetryPolicy | None) -> None:
         super()._prepare(policy)
@@ -206,3 +212,26 @@ class ResilientSMTP_SSL(ResilientSMTP, smtplib.SMTP_SSL):  # noqa: N801 - mirror
                 context=context,
                 **files,
             )
+
+
+class ResilientLMTP(ResilientSMTP, smtplib.LMTP):
+    """``smtplib.LMTP`` (RFC 2033, to a local delivery agent such as Dovecot) with the same
+    resilience, and the reply LMTP gives each recipient after the final dot read as that
+    recipient's own outcome: a 4xx defers only that recipient, a 5xx refuses only that one.
+
+    The host may be a Unix socket path (``"/var/run/dovecot/lmtp"``), as for smtplib.
+    """
+
+    one_reply_per_recipient = True
+
+    def __init__(
+        self,
+        host: str = "",
+        port: int = smtplib.LMTP_PORT,
+        local_hostname: str | None = None,
+        source_address: tuple[str, int] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        *,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        super().__init__(host, port, local_hostname, timeout, source_address, policy=policy)

@@ -3,7 +3,7 @@
 * :func:`retrying` wraps a function that sends with plain ``smtplib`` and re-runs all of it (so it
   reconnects by itself) when it fails transiently, under a :class:`RetryPolicy`, with the same
   mapped exceptions and log events as :class:`~smtp_resilience.client.ResilientSMTP`.
-* :func:`patch` swaps ``smtplib.SMTP`` and ``smtplib.SMTP_SSL`` for the resilient classes, for
+* :func:`patch` swaps ``smtplib.SMTP``, ``SMTP_SSL`` and ``LMTP`` for the resilient classes, for
   code that cannot be edited (third-party libraries, ``logging.handlers.SMTPHandler``), until
   :func:`unpatch` or the end of a ``with patch(...):`` block.
 """
@@ -22,7 +22,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
 
-from smtp_resilience.client import ResilientSMTP, ResilientSMTP_SSL
+from smtp_resilience.client import ResilientLMTP, ResilientSMTP, ResilientSMTP_SSL
 from smtp_resilience.engine.events import EventLog
 from smtp_resilience.engine.mapping import (
     error_from_smtplib,
@@ -42,6 +42,7 @@ R = TypeVar("R")
 # Captured once: the patched classes stand in for these, and smtplib's own code calls them.
 _ORIGINAL_SMTP: type[smtplib.SMTP] = smtplib.SMTP
 _ORIGINAL_SMTP_SSL: type[smtplib.SMTP_SSL] = smtplib.SMTP_SSL
+_ORIGINAL_LMTP: type[smtplib.LMTP] = smtplib.LMTP
 
 # -- where in smtplib a failure happened ----------------------------------------------------
 
@@ -294,13 +295,24 @@ class _PatchedSMTP_SSL(ResilientSMTP_SSL, metaclass=_StandsIn):  # noqa: N801 - 
     stands_for = _ORIGINAL_SMTP_SSL
 
 
+class _PatchedLMTP(ResilientLMTP, metaclass=_StandsIn):
+    """``smtplib.LMTP`` while patched: ResilientLMTP with the patch's policy."""
+
+    stands_for = _ORIGINAL_LMTP
+
+
 _lock = threading.RLock()
 _replaced: dict[str, type] = {}  # what smtplib held before the patch, by attribute name
 _PATCHED_CLASSES: dict[str, type[ResilientSMTP]] = {
     "SMTP": _PatchedSMTP,
     "SMTP_SSL": _PatchedSMTP_SSL,
+    "LMTP": _PatchedLMTP,
 }
-_ORIGINALS: dict[str, type] = {"SMTP": _ORIGINAL_SMTP, "SMTP_SSL": _ORIGINAL_SMTP_SSL}
+_ORIGINALS: dict[str, type] = {
+    "SMTP": _ORIGINAL_SMTP,
+    "SMTP_SSL": _ORIGINAL_SMTP_SSL,
+    "LMTP": _ORIGINAL_LMTP,
+}
 
 
 class SMTPPatch:
@@ -331,7 +343,7 @@ class SMTPPatch:
 
 
 def patch(policy: RetryPolicy | None = None) -> SMTPPatch:
-    """Make ``smtplib.SMTP`` and ``smtplib.SMTP_SSL`` resilient with ``policy`` (or the default).
+    """Make ``smtplib.SMTP``, ``SMTP_SSL`` and ``LMTP`` resilient with ``policy`` (or the default).
 
     Code that looks the classes up on the ``smtplib`` module when it connects
     (``smtplib.SMTP(...)``, as ``logging.handlers.SMTPHandler`` does) gets a ResilientSMTP; a

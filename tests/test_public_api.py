@@ -15,6 +15,7 @@ PUBLIC_NAMES = {
     # sending
     "ResilientSMTP",
     "ResilientSMTP_SSL",
+    "ResilientLMTP",
     "DeliveryReport",
     "RecipientOutcome",
     "Outcome",

@@ -75,6 +75,8 @@ class BoundedSMTP(smtplib.SMTP):
     """The time and memory bounds under :class:`~.session.ResilientSession`."""
 
     policy: RetryPolicy
+    #: LMTP answers the final dot once per accepted recipient [RFC 2033 §4.2].
+    one_reply_per_recipient: bool = False
 
     def _prepare_bounds(self) -> None:
         self.call = _Call(self)

@@ -9,12 +9,13 @@ usual message, which has no line starting with a dot (``python -m bench.instruct
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from _typeshed import SizedBuffer
 
-__all__ = ["message_id_of", "prepare_payload"]
+__all__ = ["check_encodable", "message_id_of", "prepare_payload"]
 
 _BARE_LINE_END = re.compile(rb"\r\n|\r|\n")
 _LEADING_DOT = re.compile(rb"(?m)^\.")
@@ -60,3 +61,13 @@ def message_id_of(message: bytes) -> str | None:
         return value.strip().decode("ascii", "replace")
     found = _MESSAGE_ID.search(message, 0, end)
     return found.group(1).decode("ascii", "replace") if found else None
+
+
+def check_encodable(
+    sender: str, recipients: Iterable[str], mail_options: Iterable[str], smtputf8_offered: bool
+) -> None:
+    """smtplib's UnicodeEncodeError for an address it could not send, raised before sending."""
+    smtputf8 = any(option.upper() == "SMTPUTF8" for option in mail_options)
+    encoding = "utf-8" if smtputf8 and smtputf8_offered else "ascii"
+    for address in (sender, *recipients):
+        address.encode(encoding)

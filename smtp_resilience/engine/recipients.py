@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from smtp_resilience.engine.mapping import is_transient
 from smtp_resilience.errors import SMTPResilienceError
 from smtp_resilience.replies.classification import Decision
-from smtp_resilience.report import Outcome, RecipientOutcome
+from smtp_resilience.report import Attempt, DeliveryReport, Outcome, RecipientOutcome
 
 __all__ = ["RecipientStates", "Reply"]
 
@@ -106,3 +106,23 @@ class RecipientStates:
                 RecipientOutcome(recipient, outcome, code, text_bytes.decode("utf-8", "replace"))
             )
         return tuple(outcomes)
+
+    def report(
+        self,
+        message_id: str | None,
+        sender: str,
+        attempts: int,
+        history: Sequence[Attempt],
+        elapsed: float,
+        ended_by: SMTPResilienceError | None,
+    ) -> DeliveryReport:
+        """The :class:`DeliveryReport` of the send these recipients were in."""
+        return DeliveryReport(
+            message_id=message_id,
+            sender=sender,
+            recipients=self.outcomes(ended_by),
+            attempts=attempts,
+            history=tuple(history),
+            elapsed=elapsed,
+            retry_after=ended_by.retry_after if ended_by is not None else None,
+        )

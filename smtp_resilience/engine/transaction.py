@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, NoReturn
 from smtp_resilience.engine.events import emitting
 from smtp_resilience.engine.mapping import ambiguous_delivery, error_for, error_from_smtplib
 from smtp_resilience.engine.network import ambiguous_failure, network_failure, root_cause
-from smtp_resilience.engine.payload import message_id_of, prepare_payload
+from smtp_resilience.engine.payload import check_encodable, message_id_of, prepare_payload
 from smtp_resilience.engine.recipients import RecipientStates, Reply
 from smtp_resilience.engine.retry_loop import TryAgain, run_with_retries
 from smtp_resilience.errors import ConnectionFailed, NoRecipients, SMTPResilienceError
@@ -175,9 +175,8 @@ class MailTransaction:
         batch = list(recipients.pending)
         accepted: list[str] = []
         stage = Command.MAIL
-        self._check_encodable(
-            batch
-        )  # before MAIL: an address that cannot go leaves no half-done MAIL
+        # before MAIL, so an address smtplib cannot encode leaves no half-done transaction
+        check_encodable(self.sender, batch, self.mail_options, smtp.has_extn("smtputf8"))
         try:
             options = list(self.mail_options)
             if smtp.does_esmtp and smtp.has_extn("size"):
@@ -221,6 +220,8 @@ class MailTransaction:
             smtp.bound_next_write()
             smtp.send(self.wire)
             stage = Command.END_OF_DATA  # from here on, a lost connection is ambiguous
+            if smtp.one_reply_per_recipient:
+                return self._each_recipients_reply(accepted)
             code, reply = smtp.getreply()
             if not 200 <= code <= 299:
                 if not 400 <= code <= 599:  # no verdict on a message the server has in full
@@ -242,12 +243,35 @@ class MailTransaction:
         recipients.deliver(accepted, (code, reply))
         return True
 
-    def _check_encodable(self, recipients: Sequence[str]) -> None:
-        """smtplib's UnicodeEncodeError for an address it cannot send, raised before MAIL."""
-        smtputf8 = any(option.upper() == "SMTPUTF8" for option in self.mail_options)
-        encoding = "utf-8" if smtputf8 and self.smtp.has_extn("smtputf8") else "ascii"
-        for address in (self.sender, *recipients):
-            address.encode(encoding)
+    def _each_recipients_reply(self, accepted: list[str]) -> bool:
+        """LMTP: one reply per accepted recipient, in order, each that recipient's outcome."""
+        recipients = self.recipients
+        delivered: list[str] = []
+        confirmed: Reply = (250, b"")
+        for index, recipient in enumerate(accepted):
+            try:
+                code, reply = self.smtp.getreply()
+            except OSError as exc:
+                self.smtp.close()
+                recipients.deliver(delivered, confirmed)
+                self._lost(exc, Command.END_OF_DATA, accepted[index:], possibly_stale=False)
+            if 200 <= code <= 299:
+                delivered.append(recipient)
+                confirmed = (code, reply)
+                continue
+            if not 400 <= code <= 599:
+                self.smtp.close()
+                recipients.deliver(delivered, confirmed)
+                reason = f"the reply was not valid SMTP: {reply[:60]!r}"
+                error = ambiguous_delivery(reason, sender=self.sender)
+                self._lost_after_dot(accepted[index:], error)
+            verdict = self._classify(code, reply, Command.END_OF_DATA)
+            if verdict.transient:
+                recipients.defer(recipient, (code, reply))
+            else:
+                self._refuse(recipient, (code, reply), verdict)
+        recipients.deliver(delivered, confirmed)
+        return bool(delivered)
 
     def _lost(
         self, exc: OSError, stage: Command, accepted: list[str], possibly_stale: bool
@@ -362,19 +386,10 @@ class MailTransaction:
 
     # -- the outcome ----------------------------------------------------------------------
 
-    def undelivered(self) -> dict[str, Reply]:
-        return self.recipients.undelivered()
-
     def report(self, ended_by: SMTPResilienceError | None = None) -> DeliveryReport:
         """The per-recipient outcome; built on request, since a healthy send never needs it."""
         if self._report is None:
-            self._report = DeliveryReport(
-                message_id=self.message_id,
-                sender=self.sender,
-                recipients=self.recipients.outcomes(ended_by),
-                attempts=self.attempt,
-                history=tuple(self.history),
-                elapsed=self.elapsed,
-                retry_after=ended_by.retry_after if ended_by is not None else None,
+            self._report = self.recipients.report(
+                self.message_id, self.sender, self.attempt, self.history, self.elapsed, ended_by
             )
         return self._report

@@ -227,28 +227,51 @@ class ScriptedSMTP(SMTP):
         self._replacement = None  # a scripted 354 was swallowing; this is a new reply
 
         async def deliver() -> None:
-            self._record_delivery()
-            await self.push("250 OK")
+            if not self.options.lmtp:
+                self._record_delivery()
+                await self.push("250 OK")
+                return
+            assert self.envelope is not None
+            replies = [self.scripted.final_reply(r) for r in self.envelope.rcpt_tos]
+            # RFC 2033 §4.2: one reply per accepted recipient, in the order of the RCPTs
+            self._record_delivery(
+                [
+                    r
+                    for r, reply in zip(self.envelope.rcpt_tos, replies, strict=True)
+                    if reply[0] == "2"
+                ]
+            )
+            for reply in replies:
+                await self.push(reply)
 
         await self._perform(self.scripted.take("end of data"), deliver, "end of data")
         self._replacement = _SWALLOW  # the reply went out above; aiosmtpd's push is dropped
         return "250 OK"
 
-    def _record_delivery(self) -> None:
+    def _record_delivery(self, recipients: list[str] | None = None) -> None:
         envelope, session = self.envelope, self.session
         assert envelope is not None
         assert session is not None
+        if recipients == []:
+            return  # LMTP: nobody took it
         content = envelope.original_content or b""
         login = getattr(session.auth_data, "login", None)
         ssl_object = self.transport.get_extra_info("ssl_object") if self.transport else None
         self.recording.delivery(
             mail_from=envelope.mail_from or "",
-            rcpt_tos=envelope.rcpt_tos,
+            rcpt_tos=envelope.rcpt_tos if recipients is None else recipients,
             data=content,
             mail_options=envelope.mail_options,
             tls=ssl_object is not None,
             login=login.decode("utf-8", "replace") if isinstance(login, bytes) else None,
         )
+
+    async def smtp_LHLO(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's naming
+        """LMTP's greeting [RFC 2033 §4.1], which works like EHLO (LMTP servers only)."""
+        if not self.options.lmtp:
+            await self.push('500 Error: command "LHLO" not recognized')
+            return
+        await self.smtp_EHLO(arg)
 
     async def auth_XOAUTH2(self, _: Any, args: list[str]) -> AuthResult:  # noqa: N802
         return await self._oauth(args, _XOAUTH2)

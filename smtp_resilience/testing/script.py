@@ -27,6 +27,7 @@ class Script:
         self._lock = threading.Lock()
         self._queues: dict[str, collections.deque[Action]] = {}
         self._rules: dict[str, str | collections.deque[str]] = {}
+        self._final_rules: dict[str, str | collections.deque[str]] = {}
         #: RCPT beyond this many accepted recipients in one transaction gets a 452.
         self.recipient_limit: int | None = None
         #: False makes later connections stop offering STARTTLS (a downgrade).
@@ -48,6 +49,27 @@ class Script:
             check_action(text, "RCPT")
         with self._lock:
             self._rules[address] = reply if isinstance(reply, str) else collections.deque(replies)
+
+    def refuse_after_data(self, address: str, reply: str | Sequence[str]) -> None:
+        """LMTP: the reply for ``address`` after the final dot, every time or each of a list in
+        turn (then the normal 250)."""
+        replies = [reply] if isinstance(reply, str) else list(reply)
+        for text in replies:
+            check_action(text, "end of data")
+        with self._lock:
+            self._final_rules[address] = (
+                reply if isinstance(reply, str) else collections.deque(replies)
+            )
+
+    def final_reply(self, address: str) -> str:
+        """LMTP: this recipient's reply after the final dot."""
+        with self._lock:
+            rule = self._final_rules.get(address)
+            if isinstance(rule, str):
+                return render_reply(rule)
+            if rule:
+                return render_reply(rule.popleft())
+        return f"250 2.0.0 <{address}> delivered"
 
     def take(self, command: str) -> Action | None:
         """The next action queued for ``command``, or None for the normal behaviour."""
@@ -81,5 +103,6 @@ class Script:
         with self._lock:
             self._queues.clear()
             self._rules.clear()
+            self._final_rules.clear()
             self.recipient_limit = None
             self.offer_starttls = True

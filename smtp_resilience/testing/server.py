@@ -45,7 +45,8 @@ class ScriptedSMTPServer:
     the start (for smtplib.SMTP_SSL), ``require_starttls`` refuses mail before STARTTLS;
     ``auth={"user": "password"}`` enables AUTH PLAIN/LOGIN (only after TLS unless
     ``auth_require_tls=False``), ``oauth_tokens={"user": "token"}`` enables XOAUTH2 and
-    OAUTHBEARER, ``require_auth`` refuses mail before AUTH. They are kept, checked,
+    OAUTHBEARER, ``require_auth`` refuses mail before AUTH, ``lmtp=True`` speaks LMTP (LHLO,
+    one reply per recipient after the final dot). They are kept, checked,
     in :attr:`options`; what a test scripts is in :attr:`scripted`, what the server saw in
     :attr:`recording`.
     """
@@ -66,6 +67,7 @@ class ScriptedSMTPServer:
         auth_require_tls: bool = True,
         data_size_limit: int | None = 2**25,
         ready_timeout: float = 5.0,
+        lmtp: bool = False,
     ) -> None:
         self.options = ServerOptions(
             host=host,
@@ -81,6 +83,7 @@ class ScriptedSMTPServer:
             auth_require_tls=auth_require_tls,
             data_size_limit=data_size_limit,
             ready_timeout=ready_timeout,
+            lmtp=lmtp,
         )
         self.host = host
         self.port = port
@@ -125,6 +128,11 @@ class ScriptedSMTPServer:
     @offer_starttls.setter
     def offer_starttls(self, offer: bool) -> None:
         self.scripted.offer_starttls = offer
+
+    def refuse_after_data(self, address: str, reply: str | Sequence[str]) -> None:
+        """With ``lmtp=True``: answer the final dot for ``address`` with ``reply`` (or each of a
+        list in turn, then 250), as an LMTP server answers each recipient there."""
+        self.scripted.refuse_after_data(address, reply)
 
     def pending_scripts(self) -> dict[str, int]:
         """How many scripted entries are still unused, per command (empty when all were used)."""
