@@ -39,6 +39,28 @@ _REDACTED = b"<redacted>"
 _quoted = functools.lru_cache(maxsize=4096)(smtplib.quoteaddr)
 
 
+def _smtplib_spelling() -> tuple[str, str]:
+    """How this Python's smtplib writes MAIL and RCPT (``FROM:``, or ``from:`` from 3.13 on),
+    read off smtplib itself so that the bytes on the wire stay its own."""
+    sent: list[str] = []
+
+    class Recorder:
+        does_esmtp = False
+
+        def putcmd(self, cmd: str, args: str = "") -> None:
+            sent.append(args)
+
+        def getreply(self) -> tuple[int, bytes]:
+            return 250, b""
+
+    smtplib.SMTP.mail(Recorder(), "")  # type: ignore[arg-type]
+    smtplib.SMTP.rcpt(Recorder(), "")  # type: ignore[arg-type]
+    return sent[0].removesuffix("<>"), sent[1].removesuffix("<>")
+
+
+_FROM, _TO = _smtplib_spelling()
+
+
 class _Call:
     """The span of one public call: the outermost one sets the deadline, nested ones share it."""
 
@@ -162,12 +184,12 @@ class BoundedSMTP(smtplib.SMTP):
                     raise smtplib.SMTPNotSupportedError("SMTPUTF8 not supported by server")
                 self.command_encoding = "utf-8"
             optionlist = " " + " ".join(options)
-        self.putcmd("mail", f"FROM:{_quoted(sender)}{optionlist}")
+        self.putcmd("mail", f"{_FROM}{_quoted(sender)}{optionlist}")
         return self.getreply()
 
     def rcpt(self, recip: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
         optionlist = " " + " ".join(options) if options and self.does_esmtp else ""
-        self.putcmd("rcpt", f"TO:{_quoted(recip)}{optionlist}")
+        self.putcmd("rcpt", f"{_TO}{_quoted(recip)}{optionlist}")
         return self.getreply()
 
     # -- reading replies -------------------------------------------------------------------

@@ -180,7 +180,7 @@ class MailTransaction:
         try:
             options = list(self.mail_options)
             if smtp.does_esmtp and smtp.has_extn("size"):
-                options.insert(0, f"SIZE={len(self.message)}")
+                options.insert(0, f"size={len(self.message)}")  # smtplib's spelling
             code, reply = smtp.mail(self.sender, options)
             if not 200 <= code <= 299:
                 if code == 421 and possibly_stale:  # the server timed the idle session out

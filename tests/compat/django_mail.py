@@ -24,16 +24,12 @@ def main(tests_dir: str, mode: str) -> None:
     if mode != "stock":
         import django.core.mail.backends.smtp as django_smtp
 
-        from smtp_resilience.django import EmailBackend
+        import smtp_resilience.django as ours
 
         policy = POLICIES[mode]
-
-        class Backend(EmailBackend):  # type: ignore[misc]
-            def __init__(self, *args: object, **kwargs: object) -> None:
-                kwargs.setdefault("policy", policy)
-                super().__init__(*args, **kwargs)
-
-        django_smtp.EmailBackend = Backend
+        ours.policy_from_settings = lambda: policy  # the suite's own settings have no policy
+        django_smtp.EmailBackend = ours.EmailBackend
+    tests_dir = os.path.abspath(tests_dir)
     sys.path.insert(0, tests_dir)
     os.chdir(tests_dir)
     sys.argv = ["runtests.py", "mail", "--parallel=1", "-v", "1"]
