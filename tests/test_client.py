@@ -585,3 +585,21 @@ def test_smtp_ssl_takes_the_constructor_arguments_smtplib_takes_on_this_python(
     ):
         smtp.sendmail("app@example.com", [A], b"x\r\n")
     assert server.deliveries[0].tls
+
+
+def test_every_command_and_the_message_go_through_smtplibs_send(
+    smtp_server: ScriptedSMTPServer, policy: RetryPolicy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[bytes | str] = []
+    original = smtplib.SMTP.send
+
+    def recording(self: smtplib.SMTP, data: bytes | str) -> None:
+        sent.append(data)
+        original(self, data)
+
+    monkeypatch.setattr(smtplib.SMTP, "send", recording)  # what Django's own tests do
+    with client(smtp_server, policy) as smtp:
+        smtp.sendmail("app@example.com", [A], b"Subject: x\r\n\r\nhi\r\n")
+    words = [item[:4].lower() for item in sent if isinstance(item, str)]
+    assert words[:4] == ["ehlo", "mail", "rcpt", "data"]
+    assert b"Subject: x\r\n\r\nhi\r\n.\r\n" in sent
