@@ -59,8 +59,14 @@ class CannedSocket:
     def makefile(self, mode: str = "rb") -> CannedSocket:
         return self
 
-    def readline(self, limit: int = -1) -> bytes:
+    def readline(self, limit: int = -1) -> bytes:  # smtplib's reader
         return self._replies.popleft() if self._replies else b""
+
+    def recv(self, size: int) -> bytes:  # ours: a reply at a time, as a socket would hand it
+        return self._replies.popleft() if self._replies else b""
+
+    def settimeout(self, timeout: float | None) -> None:
+        pass
 
     def close(self) -> None:
         pass

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
-from smtp_resilience.engine.replies import ReplyReader
+from smtp_resilience.engine.replies import ReplyReader, give_timeout
 from smtp_resilience.policy.retry import RetryPolicy
 from smtp_resilience.report import Attempt
 
@@ -128,7 +128,7 @@ class BoundedSMTP(smtplib.SMTP):
         """Between calls the socket has the timeout the application gave (smtplib's tests and
         code that reads ``smtp.sock.gettimeout()`` expect it)."""
         if self.sock is not None:
-            self.sock.settimeout(self._connection_timeout())
+            give_timeout(self.sock, self._connection_timeout())
 
     def time_left(self, until: float | None = None) -> float | None:
         """The timeout for the next socket operation; TimeoutError when no time is left.
@@ -166,7 +166,7 @@ class BoundedSMTP(smtplib.SMTP):
     def bound_next_write(self) -> None:
         """Give the socket the time the next write may take (the message body is one write)."""
         if self.sock is not None:
-            self.sock.settimeout(self.time_left())
+            give_timeout(self.sock, self.time_left())
 
     def putcmd(self, cmd: str, args: str = "") -> None:
         self.bound_next_write()

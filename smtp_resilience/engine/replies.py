@@ -24,12 +24,35 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["MAXIMUM_LINE", "MAXIMUM_LINES", "MAXIMUM_REPLY", "Reply", "ReplyReader"]
+__all__ = [
+    "MAXIMUM_LINE",
+    "MAXIMUM_LINES",
+    "MAXIMUM_REPLY",
+    "TIMEOUT_SLACK",
+    "Reply",
+    "ReplyReader",
+    "give_timeout",
+]
 
 MAXIMUM_LINE = 8192  # smtplib's own limit on one reply line
 MAXIMUM_LINES = 1000  # an EHLO reply has a few dozen; nothing legitimate comes close
 MAXIMUM_REPLY = 512 * 1024
 _RECEIVE = 65536
+# A socket's timeout is changed only when it is off by more than this: each settimeout() costs
+# two fcntl() calls, and the time left shrinks a little before every read and write.
+TIMEOUT_SLACK = 0.02
+
+
+def give_timeout(sock: socket.socket, timeout: float | None) -> None:
+    """Give ``sock`` this timeout, unless it already has one within :data:`TIMEOUT_SLACK`."""
+    current = sock.gettimeout()
+    if timeout is None or current is None:
+        if timeout != current:
+            sock.settimeout(timeout)
+    elif abs(current - timeout) > TIMEOUT_SLACK:
+        sock.settimeout(timeout)
+
+
 _LINE = re.compile(rb"[2-5][0-9]{2}(?:[ -]|\r?\n|\Z)")
 
 
@@ -66,7 +89,7 @@ class ReplyReader:
                 line = bytes(self.buffer[:cut])
                 del self.buffer[:cut]
                 return line
-            self.sock.settimeout(time_left())
+            give_timeout(self.sock, time_left())
             chunk = self.sock.recv(_RECEIVE)
             if not chunk:
                 line = bytes(self.buffer)
