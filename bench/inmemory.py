@@ -66,7 +66,10 @@ class CannedSocket:
         return self._replies.popleft() if self._replies else b""
 
     def settimeout(self, timeout: float | None) -> None:
-        pass
+        self._timeout = timeout
+
+    def gettimeout(self) -> float | None:
+        return getattr(self, "_timeout", None)
 
     def close(self) -> None:
         pass
