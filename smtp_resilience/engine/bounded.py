@@ -231,10 +231,6 @@ class BoundedSMTP(smtplib.SMTP):
             self._print_debug(f"reply: retcode ({reply.code}); Msg: {text!r}")
         return reply.code, text
 
-    def pending_input(self) -> bytes:
-        """What the server sent that no reply has consumed yet (a greeting that is not one)."""
-        return bytes(self._reader.buffer) if self._reader is not None else b""
-
     # -- secrets ---------------------------------------------------------------------------
 
     def keep_secret(self, *forms: bytes) -> None:

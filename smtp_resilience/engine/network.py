@@ -155,9 +155,7 @@ def looks_like_tls(data: bytes) -> bool:
     return data[0] == 0x16 and len(data) > 5 and data[5] in _HANDSHAKE_TYPES
 
 
-def speaks_implicit_tls(
-    host: str, port: int, source_address: Any, timeout: float
-) -> bool:  # pragma: no branch - a diagnosis only, after a greeting that never came
+def speaks_implicit_tls(host: str, port: int, source_address: Any, timeout: float) -> bool:
     """Whether ``host:port`` completes a TLS handshake (it waits for one instead of greeting).
 
     Certificates are not checked: the question is only which protocol the port speaks.
