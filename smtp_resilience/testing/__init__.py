@@ -11,6 +11,8 @@ Example::
         assert server.delivered_to("a@example.com") == 1
 
 With pytest, the ``smtp_server`` and ``smtp_server_factory`` fixtures give started servers.
+For what a server library cannot script (silence, a reply dripped a byte at a time, an endless
+multiline reply, a reset right after a reply), :class:`MisbehavingServer` speaks raw sockets.
 ``python -m smtp_resilience.testing --port 0`` runs a plain accepting server in its own process.
 aiosmtpd (the ``testing`` extra) is needed to start a server, not to import this package.
 """
