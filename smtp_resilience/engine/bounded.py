@@ -143,9 +143,7 @@ class BoundedSMTP(smtplib.SMTP):
             return limit
         left = ends - self.policy.clock()
         if left <= 0:
-            if ends is self.call.ends:
-                raise TimeoutError(f"timed out: the deadline of {self.policy.deadline:g} s ran out")
-            raise TimeoutError("timed out: no complete reply within the connection's timeout")
+            raise TimeoutError(self._why_timed_out(until))
         return left if limit is None or left < limit else limit
 
     def _why_timed_out(self, until: float | None) -> str:

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import tenacity
 
-from smtp_resilience.engine.events import EventLog
+from smtp_resilience.engine.events import EventLog, emitting
 from smtp_resilience.errors import AmbiguousDeliveryError, SMTPResilienceError
 from smtp_resilience.policy.retry import RetryPolicy
 from smtp_resilience.report import Attempt
@@ -61,6 +61,8 @@ def run_with_retries(
     finding it. ``started_at`` (on the policy's clock) is when the public call began, so the
     deadline counts from there (default: now).
     """
+    if emitting():  # a log handler of the application sends mail: one try, no backoff
+        policy = policy.replace(max_attempts=1)
     started = policy.clock() if started_at is None else started_at
     history = [] if history is None else history
     made = len(history)  # tries this call made before this loop

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TypeVar
 
 from smtp_resilience.engine.auth import AuthenticationStep, Mechanism, OAuth2Login, PasswordLogin
 from smtp_resilience.engine.bounded import DEFAULT_TIMEOUT, BoundedSMTP
-from smtp_resilience.engine.events import EventLog, emitting
+from smtp_resilience.engine.events import EventLog
 from smtp_resilience.engine.mapping import error_for, error_from_smtplib
 from smtp_resilience.engine.network import (
     looks_like_tls,
@@ -258,11 +258,12 @@ class ResilientSession(BoundedSMTP):
         return self._carried_mail
 
     def _retrying(self, call: Callable[[], T]) -> T:
-        policy = self.policy
-        if emitting():  # a log handler of the application sends mail: one try, no backoff
-            policy = policy.replace(max_attempts=1)
         return run_with_retries(
-            policy, self.event_log, call, history=self.call.history, started_at=self.call.started
+            self.policy,
+            self.event_log,
+            call,
+            history=self.call.history,
+            started_at=self.call.started,
         )
 
     # -- calls the application makes, remembered for replay ------------------------------

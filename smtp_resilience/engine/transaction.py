@@ -23,7 +23,6 @@ import smtplib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
-from smtp_resilience.engine.events import emitting
 from smtp_resilience.engine.mapping import ambiguous_delivery, error_for, error_from_smtplib
 from smtp_resilience.engine.network import ambiguous_failure, network_failure, root_cause
 from smtp_resilience.engine.payload import check_encodable, message_id_of, prepare_payload
@@ -98,12 +97,9 @@ class MailTransaction:
         if not self.recipients.order:
             raise NoRecipients("", recipients={}, sender=self.sender)
         smtp = self.smtp
-        policy = self.policy
-        if emitting():  # a log handler of the application sends mail: one try, no backoff
-            policy = policy.replace(max_attempts=1)
         try:
             run_with_retries(
-                policy,
+                self.policy,
                 self.log,
                 self._attempt,
                 history=self.history,
@@ -137,7 +133,7 @@ class MailTransaction:
         return self.error
 
     def _attempt(self) -> None:
-        self.attempt = len(self.history) + 1
+        self.attempt = self.smtp.call.attempt
         recipients = self.recipients
         possibly_stale = self._session()
         while recipients.pending:
