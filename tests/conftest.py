@@ -1,11 +1,23 @@
-"""Shared fixtures: a fake clock whose sleeps advance time instantly, and a policy on it."""
+"""Shared fixtures: a fake clock whose sleeps advance time instantly, a policy on it, and the
+scripted server twice over: every test that uses ``smtp_server`` runs once against a server
+that offers PIPELINING (as Postfix and Exim do) and once against one that withholds it, so each
+rule holds for pipelined groups and for lock-step commands alike."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pytest
 
 from smtp_resilience import RetryPolicy
+from smtp_resilience.testing import ScriptedSMTPServer
 from tests.helpers import FakeClock
+
+
+@pytest.fixture(params=[True, False], ids=["pipelined", "lock-step"])
+def smtp_server(request: pytest.FixtureRequest) -> Iterator[ScriptedSMTPServer]:
+    with ScriptedSMTPServer(pipelining=request.param) as server:
+        yield server
 
 
 @pytest.fixture

@@ -600,6 +600,8 @@ def test_every_command_and_the_message_go_through_smtplibs_send(
     monkeypatch.setattr(smtplib.SMTP, "send", recording)  # what Django's own tests do
     with client(smtp_server, policy) as smtp:
         smtp.sendmail("app@example.com", [A], b"Subject: x\r\n\r\nhi\r\n")
-    words = [item[:4].lower() for item in sent if isinstance(item, str)]
+    words = [
+        line[:4].lower() for item in sent if isinstance(item, str) for line in item.splitlines()
+    ]
     assert words[:4] == ["ehlo", "mail", "rcpt", "data"]
     assert b"Subject: x\r\n\r\nhi\r\n.\r\n" in sent

@@ -110,6 +110,7 @@ class BoundedSMTP(smtplib.SMTP):
         self._reader: ReplyReader | None = None
         self._secrets: tuple[bytes, ...] = ()
         self._in_auth = False
+        self._collected: list[str] | None = None
         #: What the server sent instead of the last reply that was refused (its first bytes).
         self.refused_reply = b""
         #: Whether the connection that failed last had sent nothing at all.
@@ -167,14 +168,50 @@ class BoundedSMTP(smtplib.SMTP):
             give_timeout(self.sock, self.time_left())
 
     def putcmd(self, cmd: str, args: str = "") -> None:
-        self.bound_next_write()
+        if self._collected is None:
+            self.bound_next_write()
         if self._in_auth:
             self._remember_sent(args if cmd.upper() == "AUTH" else cmd)
         super().putcmd(cmd, args)
 
+    def send(self, s: Any) -> None:
+        """smtplib's; while commands are being formatted (:meth:`command_lines`), kept instead."""
+        if self._collected is not None:
+            self._collected.append(s)
+        else:
+            super().send(s)
+
     # -- MAIL and RCPT, smtplib's with the address quoting cached ----------------------------
 
+    def command_lines(
+        self,
+        sender: str,
+        mail_options: Sequence[str],
+        recipients: Sequence[str],
+        rcpt_options: Sequence[str],
+    ) -> list[str]:
+        """MAIL, a RCPT per recipient and DATA, each as smtplib's ``putcmd`` writes (and
+        checks) it, not sent: to be written one at a time or as a pipelined group."""
+        lines: list[str] = []
+        self._collected = lines
+        try:
+            self._put_mail(sender, mail_options)
+            for recipient in recipients:
+                self._put_rcpt(recipient, rcpt_options)
+            self.putcmd("data")
+        finally:
+            self._collected = None
+        return lines
+
     def mail(self, sender: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
+        self._put_mail(sender, options)
+        return self.getreply()
+
+    def rcpt(self, recip: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
+        self._put_rcpt(recip, options)
+        return self.getreply()
+
+    def _put_mail(self, sender: str, options: Sequence[str]) -> None:
         optionlist = ""
         if options and self.does_esmtp:
             if any(option.lower() == "smtputf8" for option in options):
@@ -183,12 +220,10 @@ class BoundedSMTP(smtplib.SMTP):
                 self.command_encoding = "utf-8"
             optionlist = " " + " ".join(options)
         self.putcmd("mail", f"{_FROM}{_quoted(sender)}{optionlist}")
-        return self.getreply()
 
-    def rcpt(self, recip: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
+    def _put_rcpt(self, recipient: str, options: Sequence[str]) -> None:
         optionlist = " " + " ".join(options) if options and self.does_esmtp else ""
-        self.putcmd("rcpt", f"{_TO}{_quoted(recip)}{optionlist}")
-        return self.getreply()
+        self.putcmd("rcpt", f"{_TO}{_quoted(recipient)}{optionlist}")
 
     # -- reading replies -------------------------------------------------------------------
 

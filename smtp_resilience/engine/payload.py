@@ -1,52 +1,167 @@
 """The bytes of a message as they go on the wire, and its Message-ID.
 
-:func:`prepare_payload` gives smtplib's exact bytes (ASCII-encoded ``str``, line ends repaired,
-leading dots doubled, the final ``.`` line), but runs a substitution only when a byte scan shows
-there is something to change: measured, the scan costs a fraction of the pass it saves on the
-usual message, which has no line starting with a dot (``python -m bench.instructions``).
+:class:`Payload` gives smtplib's exact bytes (ASCII-encoded ``str``, line ends repaired,
+leading dots doubled, the final ``.`` line) without ever holding a second copy of the message:
+it keeps what the caller gave and produces the wire bytes in pieces of at most :data:`PIECE`
+bytes as they are written, so the extra memory of a send stays a fraction of the message
+(smtplib holds the encoded ``str``, the dot-stuffed copy and the terminated copy at once). A
+substitution runs only when a byte scan shows there is something to change: the usual message
+has no line starting with a dot (``python -m bench.instructions``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from _typeshed import SizedBuffer
 
-__all__ = ["check_encodable", "message_id_of", "prepare_payload"]
+__all__ = ["PIECE", "Payload", "check_encodable", "message_id_of"]
 
+#: The most the wire bytes of one write hold beyond the message itself.
+PIECE = 64 * 1024
+_TERMINATOR = b".\r\n"
 _BARE_LINE_END = re.compile(rb"\r\n|\r|\n")
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 _MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*([^\r\n]*?)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
 
 
-def prepare_payload(message: SizedBuffer | str, header: bytes = b"") -> tuple[bytes, bytes]:
-    """The message as it is sent, and the same bytes dot-stuffed and terminated.
+class Payload:
+    """One message to send: its ``size`` (for SIZE=), its Message-ID and its wire bytes.
 
     Line ends are CRLF, bare CR and LF included, for ``str`` (as smtplib does) and for bytes
     (which smtplib sends as they are, and a strict server refuses: Postfix's
     ``smtpd_forbid_bare_newline``). ``header``, a header line with its CRLF, goes first.
     """
-    if isinstance(message, str):
-        message = message.encode("ascii")
-    elif not isinstance(message, bytes):
-        message = bytes(message)
-    crlf = message.count(b"\r\n")
-    if message.count(b"\n") != crlf or message.count(b"\r") != crlf:  # a bare CR or LF
-        message = _BARE_LINE_END.sub(b"\r\n", message)
-    if header:
-        message = header + message
-    wire = message
-    if message.startswith(b".") or b"\n." in message:
-        wire = _LEADING_DOT.sub(b"..", message)
-    if not wire.endswith(b"\r\n"):
-        wire += b"\r\n"
-    return message, wire + b".\r\n"
+
+    __slots__ = ("_data", "_header", "_repair", "_stuff", "size")
+
+    def __init__(self, message: SizedBuffer | str, header: bytes = b"") -> None:
+        data: bytes | bytearray | str
+        if isinstance(message, str):
+            if not message.isascii():
+                message.encode("ascii")  # smtplib's own UnicodeEncodeError, before any I/O
+            data = message
+        elif isinstance(message, (bytes, bytearray)):
+            data = message
+        else:
+            data = bytes(message)  # a memoryview or another buffer: bytes to search and slice
+        newline, carriage_return, crlf = _line_ends(data)
+        bare = newline + carriage_return - 2 * crlf  # each bare CR or LF becomes CRLF
+        self._data = data
+        self._header = header
+        self._repair = bare > 0
+        dot = "." if isinstance(data, str) else b"."
+        self._stuff = (
+            data[:1] == dot or _contains(data, "\n.") or (self._repair and _contains(data, "\r."))
+        )
+        #: The message's length as sent before dot-stuffing: what smtplib gives as ``size=``.
+        self.size = len(header) + len(data) + bare
+
+    @property
+    def message_id(self) -> str | None:
+        """The Message-ID the message is sent with: the header line given, else its own."""
+        if self._header:
+            return message_id_of(self._header)
+        data = self._data
+        if isinstance(data, str):
+            end = data.find("\r\n\r\n")
+            end = data.find("\n\n") if end < 0 else end
+            return message_id_of(data[: len(data) if end < 0 else end].encode("ascii"))
+        return message_id_of(data)
+
+    def release(self) -> None:
+        """Forget the message: nothing of it is kept after the send."""
+        self._data = self._header = b""
+
+    def pieces(self, trailer: bytes = b"") -> Iterator[bytes | memoryview]:
+        """The wire bytes in order, to be written one piece after another.
+
+        The last piece ends with the final ``.`` line and then ``trailer`` (the next
+        transaction's commands, pipelined): the end of a message is never a write on its own,
+        which would wait for the server's acknowledgement of the one before (Nagle's algorithm).
+        """
+        data, header = self._data, self._header
+        length = len(data)
+        if length <= PIECE:  # the usual message: one write
+            yield b"".join((header, self._wire(data, True), self._end(data), trailer))
+            return
+        position = 0
+        at_line_start = True
+        if header:  # a short line, sent with the first piece
+            position = _cut(data, 0, PIECE)
+            yield header + self._wire(data[:position], True)
+            at_line_start = _ends_line(data, position)
+        while True:
+            end = _cut(data, position, position + PIECE)
+            if end >= length:
+                wire = self._wire(data[position:], at_line_start)
+                yield b"".join((wire, self._end(data), trailer))
+                return
+            if isinstance(data, str) or self._repair or self._stuff:
+                yield self._wire(data[position:end], at_line_start)
+            else:  # nothing to change: the caller's own bytes, not a copy
+                yield memoryview(data)[position:end]
+            at_line_start = _ends_line(data, end)
+            position = end
+
+    def _wire(self, chunk: bytes | bytearray | str, at_line_start: bool) -> bytes:
+        """One chunk of the message, starting at a line start or not, as it goes on the wire."""
+        wire = chunk.encode("ascii") if isinstance(chunk, str) else bytes(chunk)
+        if self._repair:
+            wire = _BARE_LINE_END.sub(b"\r\n", wire)
+        if self._stuff:
+            stuffed = _LEADING_DOT.sub(b"..", wire)
+            if not at_line_start and wire[:1] == b".":  # the chunk starts inside a line
+                stuffed = stuffed[1:]
+            wire = stuffed
+        return wire
+
+    def _end(self, data: bytes | bytearray | str) -> bytes:
+        """The final dot line, after a CRLF if the message does not end with one."""
+        last = data[-1:]
+        if not data:  # smtplib's "\r\n.\r\n" for an empty message; a header line ends in CRLF
+            return _TERMINATOR if self._header else b"\r\n" + _TERMINATOR
+        if last in ("\n", b"\n") or (self._repair and last in ("\r", b"\r")):
+            return _TERMINATOR
+        return b"\r\n" + _TERMINATOR
 
 
-def message_id_of(message: bytes) -> str | None:
+def _line_ends(data: bytes | bytearray | str) -> tuple[int, int, int]:
+    """How many LF, CR and CRLF ``data`` holds."""
+    if isinstance(data, str):
+        return data.count("\n"), data.count("\r"), data.count("\r\n")
+    return data.count(b"\n"), data.count(b"\r"), data.count(b"\r\n")
+
+
+def _contains(data: bytes | bytearray | str, text: str) -> bool:
+    return (text in data) if isinstance(data, str) else (text.encode() in data)
+
+
+def _cut(data: bytes | bytearray | str, start: int, limit: int) -> int:
+    """Where a chunk that starts at ``start`` ends: after the last LF before ``limit``, else at
+    ``limit`` but never between a CR and what follows it (a CRLF, or a CR to repair)."""
+    if limit >= len(data):
+        return len(data)
+    if isinstance(data, str):
+        newline = data.rfind("\n", start, limit)
+    else:
+        newline = data.rfind(b"\n", start, limit)
+    if newline >= 0:
+        return newline + 1
+    if data[limit - 1 : limit] in ("\r", b"\r"):
+        return limit - 1
+    return limit
+
+
+def _ends_line(data: bytes | bytearray | str, end: int) -> bool:
+    """Whether the chunk that ends at ``end`` ends a line (the next one starts a line)."""
+    return data[end - 1 : end] in ("\n", b"\n")
+
+
+def message_id_of(message: bytes | bytearray) -> str | None:
     """The Message-ID header's value, read from the header section only."""
     end = message.find(b"\r\n\r\n")
     if end < 0:
@@ -58,7 +173,7 @@ def message_id_of(message: bytes) -> str | None:
     if start == 0 or (start > 0 and message[start - 1] == 10):  # at the start of a line
         line_end = message.find(b"\n", start, end)
         value = message[start + 11 : end if line_end < 0 else line_end]
-        return value.strip().decode("ascii", "replace")
+        return bytes(value).strip().decode("ascii", "replace")
     found = _MESSAGE_ID.search(message, 0, end)
     return found.group(1).decode("ascii", "replace") if found else None
 

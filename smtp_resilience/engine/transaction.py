@@ -21,15 +21,16 @@ from __future__ import annotations
 import logging
 import smtplib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
-from smtp_resilience.engine.mapping import ambiguous_delivery, error_for, error_from_smtplib
-from smtp_resilience.engine.network import ambiguous_failure, network_failure, root_cause
-from smtp_resilience.engine.payload import check_encodable, message_id_of, prepare_payload
+from smtp_resilience.engine.endings import StaleConnection, TransactionEndings
+from smtp_resilience.engine.envelope import Envelope
+from smtp_resilience.engine.mapping import ambiguous_delivery, error_from_smtplib
+from smtp_resilience.engine.payload import Payload, check_encodable
 from smtp_resilience.engine.recipients import RecipientStates, Reply
 from smtp_resilience.engine.retry_loop import TryAgain, run_with_retries
-from smtp_resilience.errors import ConnectionFailed, NoRecipients, SMTPResilienceError
-from smtp_resilience.replies.classification import Decision, Verdict, classify
+from smtp_resilience.errors import NoRecipients, SMTPResilienceError
+from smtp_resilience.replies.classification import Decision, classify
 from smtp_resilience.replies.codes import Command
 from smtp_resilience.report import Attempt, DeliveryReport
 
@@ -41,11 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["MailTransaction"]
 
 
-class _StaleConnection(Exception):
-    """The reused connection was already closed by the server before MAIL."""
-
-
-class MailTransaction:
+class MailTransaction(TransactionEndings):
     """Delivers one message; :meth:`run` returns the error that ended it, if any."""
 
     def __init__(
@@ -65,12 +62,17 @@ class MailTransaction:
         self.log = smtp.event_log
         self.sender = sender
         header = f"Message-ID: {message_id}\r\n".encode() if message_id is not None else b""
-        self.message, self.wire = prepare_payload(message, header)
+        self.payload = Payload(message, header)
         self.mail_options = tuple(mail_options)
         self.rcpt_options = tuple(rcpt_options)
         self.recipients = RecipientStates(recipients)
         self.ambiguous_error: SMTPResilienceError | None = None
-        self.history: list[Attempt] = smtp.call.history  # the public call's, shared
+        self.history: list[Attempt] = []  # the public call's, shared once it runs
+        #: The transaction sent next on this connection (``deliver_many``): its envelope goes
+        #: in the same write as this message's final dot, when the server pipelines.
+        self.following: MailTransaction | None = None
+        self._envelope: Envelope | None = None  # the one on the wire
+        self._ahead: Envelope | None = None  # written ahead by the message before
         self.attempt = 0
         self.elapsed = 0.0
         self.error: SMTPResilienceError | None = None
@@ -83,7 +85,7 @@ class MailTransaction:
     def message_id(self) -> str | None:
         """Found in the headers only when a log line or a report needs it."""
         if not self._found_id:
-            self._message_id, self._found_id = message_id_of(self.message), True
+            self._message_id, self._found_id = self.payload.message_id, True
         return self._message_id
 
     # -- the retry loop -------------------------------------------------------------------
@@ -97,6 +99,7 @@ class MailTransaction:
         if not self.recipients.order:
             raise NoRecipients("", recipients={}, sender=self.sender)
         smtp = self.smtp
+        self.history = smtp.call.history
         try:
             run_with_retries(
                 self.policy,
@@ -110,7 +113,8 @@ class MailTransaction:
             self.error = failure
         finally:
             self.message_id  # noqa: B018 - read while the message is still here
-            self.message = self.wire = b""
+            self.payload.release()
+            self._envelope = self._ahead = self.following = None
         self.elapsed = self.policy.clock() - smtp.call.started
         ended_by = self.error
         ambiguous = self.ambiguous_error
@@ -139,7 +143,7 @@ class MailTransaction:
         while recipients.pending:
             try:
                 progressed = self._transaction(possibly_stale=possibly_stale)
-            except _StaleConnection as stale:
+            except StaleConnection as stale:
                 self.log.reconnecting(reason=str(stale), attempt=self.attempt)
                 self._session()
                 progressed = self._transaction(possibly_stale=False)
@@ -171,24 +175,31 @@ class MailTransaction:
         batch = list(recipients.pending)
         accepted: list[str] = []
         stage = Command.MAIL
-        # before MAIL, so an address smtplib cannot encode leaves no half-done transaction
-        check_encodable(self.sender, batch, self.mail_options, smtp.has_extn("smtputf8"))
+        envelope = self._ahead
+        self._ahead = None
+        if envelope is not None and envelope.written_ahead_on(smtp.sock):
+            possibly_stale = False  # the connection carried the message before a moment ago
+        else:
+            envelope = None
+            # before MAIL, so an address smtplib cannot encode leaves no half-done transaction
+            check_encodable(self.sender, batch, self.mail_options, smtp.has_extn("smtputf8"))
+        wrote_ahead = False
         try:
-            options = list(self.mail_options)
-            if smtp.does_esmtp and smtp.has_extn("size"):
-                options.insert(0, f"size={len(self.message)}")  # smtplib's spelling
-            code, reply = smtp.mail(self.sender, options)
+            if envelope is None:
+                envelope = self._new_envelope(batch)
+            self._envelope = envelope
+            code, reply = envelope.reply()
             if not 200 <= code <= 299:
                 if code == 421 and possibly_stale:  # the server timed the idle session out
                     smtp.close()
-                    raise _StaleConnection(
+                    raise StaleConnection(
                         "the server had closed the idle connection: "
                         f"{code} {reply.decode('utf-8', 'replace')}"
                     )
                 self._fail(code, reply, Command.MAIL, batch)
             stage = Command.RCPT
             for recipient in batch:
-                code, reply = smtp.rcpt(recipient, self.rcpt_options)
+                code, reply = envelope.reply()
                 if code in (250, 251):
                     accepted.append(recipient)
                     continue
@@ -202,7 +213,7 @@ class MailTransaction:
                 else:  # about the sender or the session: the whole message stops here
                     self._fail(code, reply, Command.RCPT, batch, verdict, named=[recipient])
             if not accepted:
-                self._reset()
+                self._reset()  # a pipelined DATA still owes its reply: a 354 gets a lone dot
                 if recipients.pending:
                     pending = recipients.pending
                     raise TryAgain(self._rcpt_error(pending, recipients.deferred), pending)
@@ -210,22 +221,27 @@ class MailTransaction:
                     raise self._rcpt_error(batch, recipients.refused)
                 return False
             stage = Command.DATA
-            code, reply = smtp.docmd("data")
+            code, reply = envelope.reply()
             if code != 354:
                 self._fail(code, reply, Command.DATA, accepted)
-            smtp.bound_next_write()
-            smtp.send(self.wire)
+            trailer = self._write_following_ahead(envelope, accepted)
+            wrote_ahead = bool(trailer)
+            for piece in self.payload.pieces(trailer):
+                smtp.bound_next_write()
+                smtp.send(piece)
             stage = Command.END_OF_DATA  # from here on, a lost connection is ambiguous
             if smtp.one_reply_per_recipient:
-                return self._each_recipients_reply(accepted)
+                return self._each_recipients_reply(accepted, wrote_ahead)
             code, reply = smtp.getreply()
             if not 200 <= code <= 299:
+                if wrote_ahead:  # the next envelope is on the wire: it is never judged here
+                    smtp.close()
                 if not 400 <= code <= 599:  # no verdict on a message the server has in full
                     smtp.close()
                     reason = f"the reply was not valid SMTP: {reply[:60]!r}"
                     self._lost_after_dot(accepted, ambiguous_delivery(reason, sender=self.sender))
                 self._fail(code, reply, Command.END_OF_DATA, accepted)
-        except (SMTPResilienceError, TryAgain, _StaleConnection):
+        except (SMTPResilienceError, TryAgain, StaleConnection):
             raise
         except smtplib.SMTPNotSupportedError as exc:  # SMTPUTF8 needed but not offered
             self.fatal = True
@@ -239,7 +255,52 @@ class MailTransaction:
         recipients.deliver(accepted, (code, reply))
         return True
 
-    def _each_recipients_reply(self, accepted: list[str]) -> bool:
+    def _new_envelope(self, batch: Sequence[str]) -> Envelope:
+        smtp = self.smtp
+        options = list(self.mail_options)
+        if smtp.does_esmtp and smtp.has_extn("size"):
+            options.insert(0, f"size={self.payload.size}")  # smtplib's spelling
+        return Envelope(
+            smtp,
+            sender=self.sender,
+            recipients=batch,
+            mail_options=options,
+            rcpt_options=self.rcpt_options,
+            pipelined=self.policy.pipelining and smtp.has_extn("pipelining"),
+        )
+
+    def _write_following_ahead(self, envelope: Envelope, accepted: list[str]) -> bytes:
+        """The next message's envelope, to go out with this one's final dot, or nothing.
+
+        Only when this transaction ends the message (no recipient of it waits for another
+        one): whatever this message's final reply says is then read before anything of the
+        next, and anything but a 2xx closes the connection, so the next starts afresh.
+        """
+        following = self.following
+        if following is None or not envelope.pipelined:
+            return b""
+        if len(accepted) != len(self.recipients.pending):
+            return b""
+        return following.write_ahead()
+
+    def write_ahead(self) -> bytes:
+        """This transaction's first envelope as bytes, marked as written on the connection;
+        nothing when it has started, or when it could not be sent (its own turn will say why)."""
+        smtp = self.smtp
+        pending = self.recipients.pending
+        if self.attempt or not pending or self._ahead is not None:
+            return b""
+        try:
+            check_encodable(self.sender, pending, self.mail_options, smtp.has_extn("smtputf8"))
+            envelope = self._new_envelope(pending)
+        except Exception:
+            return b""
+        if not envelope.pipelined:
+            return b""
+        self._ahead = envelope
+        return envelope.write_ahead()
+
+    def _each_recipients_reply(self, accepted: list[str], wrote_ahead: bool) -> bool:
         """LMTP: one reply per accepted recipient, in order, each that recipient's outcome."""
         recipients = self.recipients
         delivered: list[str] = []
@@ -266,119 +327,10 @@ class MailTransaction:
                 recipients.defer(recipient, (code, reply))
             else:
                 self._refuse(recipient, (code, reply), verdict)
+        if wrote_ahead and len(delivered) != len(accepted):
+            self.smtp.close()  # the next envelope is on the wire and this message goes on
         recipients.deliver(delivered, confirmed)
         return bool(delivered)
-
-    def _lost(
-        self, exc: OSError, stage: Command, accepted: list[str], possibly_stale: bool
-    ) -> NoReturn:
-        """The connection failed at ``stage``: ambiguous after the dot, else try again."""
-        reason = str(root_cause(exc)) or type(root_cause(exc)).__name__
-        if stage is Command.END_OF_DATA:
-            self._lost_after_dot(accepted, ambiguous_failure(exc, reason, {}, self.sender), exc)
-        # the server closed an idle connection (a timeout is a slow server, not a stale one)
-        timed_out = isinstance(root_cause(exc), TimeoutError)
-        if stage is Command.MAIL and possibly_stale and not timed_out:
-            raise _StaleConnection(
-                "the reused connection was found closed (the server ends idle sessions)"
-            ) from exc
-        host, port = self.smtp.address
-        error = network_failure(exc, stage, host=host, port=port, sender=self.sender)
-        error.__cause__ = exc
-        if isinstance(error, ConnectionFailed):
-            raise TryAgain(error, self.recipients.pending) from exc
-        self.fatal = True
-        raise error from exc
-
-    def _lost_after_dot(
-        self, accepted: list[str], error: SMTPResilienceError, cause: BaseException | None = None
-    ) -> NoReturn:
-        error.recipients = {r: (-1, error.text.encode()) for r in accepted}
-        error.__cause__ = cause
-        self.log.ambiguous_delivery(
-            attempt=self.attempt, recipients=accepted, reason=error.text, message_id=self.message_id
-        )
-        if self.policy.retry_ambiguous:
-            raise TryAgain(error, accepted) from cause
-        recipients = self.recipients
-        recipients.lose(accepted)
-        self.ambiguous_error = error
-        pending = recipients.pending
-        if pending:  # deferred at RCPT, so never accepted: still safe to try again
-            raise TryAgain(self._rcpt_error(pending, recipients.deferred), pending) from cause
-        raise error from cause
-
-    def _classify(self, code: int, reply: bytes, command: Command) -> Verdict:
-        return classify(code, reply, command, self.policy.overrides, sender=self.sender)
-
-    def _fail(
-        self,
-        code: int,
-        reply: bytes,
-        command: Command,
-        recipients: Sequence[str],
-        verdict: Verdict | None = None,
-        *,
-        named: Sequence[str] | None = None,
-    ) -> NoReturn:
-        """Act on a reply that ends this transaction: tidy the connection, then raise.
-
-        ``recipients`` are the ones it ends the transaction for; ``named``, those the error
-        lists as having had this reply (smtplib's ``SMTPRecipientsRefused`` dict), if fewer.
-        """
-        if verdict is None:
-            verdict = self._classify(code, reply, command)
-        error = error_for(
-            code,
-            reply,
-            command,
-            {r: (code, reply) for r in (recipients if named is None else named)},
-            sender=self.sender,
-            verdict=verdict,
-        )
-        if verdict.decision is Decision.PROCEED:  # a success where none fits, e.g. 250 to DATA
-            self.smtp.close()
-            self.fatal = True
-            raise error
-        if verdict.connection_closing:
-            self.smtp.close()  # 421: the server is going away even if it did not say so on DATA
-        else:
-            self._reset()
-        if verdict.transient:
-            raise TryAgain(error, recipients)
-        if verdict.decision in (Decision.FAIL_EVERYTHING, Decision.HOLD_ACCOUNT):
-            self.fatal = verdict.decision is Decision.FAIL_EVERYTHING
-        else:
-            self.recipients.refuse(recipients, (code, reply))
-        raise error
-
-    def _refuse(self, recipient: str, reply: Reply, verdict: Verdict) -> None:
-        self.recipients.refuse((recipient,), reply)
-        self.log.recipient_refused(
-            recipient=recipient, explanation=verdict.explanation, message_id=self.message_id
-        )
-
-    def _rcpt_error(
-        self, recipients: Sequence[str], replies: dict[str, Reply]
-    ) -> SMTPResilienceError:
-        code, reply = replies[recipients[0]]
-        return error_for(
-            code,
-            reply,
-            Command.RCPT,
-            {r: replies[r] for r in recipients},
-            sender=self.sender,
-            verdict=self._classify(code, reply, Command.RCPT),
-        )
-
-    def _reset(self) -> None:
-        """RSET so the connection can carry the next transaction; close it if even that fails."""
-        try:
-            code, _ = self.smtp.docmd("rset")
-        except OSError:
-            code = -1
-        if code != 250:
-            self.smtp.close()
 
     # -- the outcome ----------------------------------------------------------------------
 

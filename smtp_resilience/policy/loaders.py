@@ -11,8 +11,9 @@ plain data into :class:`PolicyChanges`, the field changes that
 
 Keys are the policy's fields (``max_attempts``, ``initial_delay``, ``max_delay``, ``multiplier``,
 ``jitter``, ``deadline``, ``retry_ambiguous``, ``honor_retry_hints``, ``mask_addresses``,
-``overrides``) plus ``text_overrides`` (reply text patterns) and ``preset`` (a provider preset from
-:mod:`smtp_resilience.policy.presets`, applied first). ``-`` and ``_`` are interchangeable in keys.
+``pipelining``, ``overrides``) plus ``text_overrides`` (reply text patterns) and ``preset`` (a
+provider preset from :mod:`smtp_resilience.policy.presets`, applied first). ``-`` and ``_`` are
+interchangeable in keys.
 Durations accept seconds or strings such as ``"500ms"``, ``"30s"``, ``"2m"``, ``"1h"``.
 
 Every problem raises :class:`~smtp_resilience.policy.values.PolicyConfigError` naming the key, or
@@ -140,6 +141,7 @@ _FIELD_PARSERS: dict[str, Callable[..., object]] = {
     "retry_ambiguous": parse_bool,
     "honor_retry_hints": parse_bool,
     "mask_addresses": parse_bool,
+    "pipelining": parse_bool,
 }
 CONFIG_KEYS: tuple[str, ...] = (
     *sorted([*_FIELD_PARSERS, "overrides"]),

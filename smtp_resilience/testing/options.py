@@ -31,6 +31,7 @@ class ServerOptions:
     require_auth: bool = False
     auth_require_tls: bool = True
     data_size_limit: int | None = 2**25
+    pipelining: bool = True  # advertised, as Postfix and Exim do [RFC 2920]
     lmtp: bool = False  # LHLO, and one reply per recipient after the final dot [RFC 2033]
     ready_timeout: float = 5.0
 

@@ -52,6 +52,8 @@ class _Hooks:
         if server.options.auth is None and server.options.oauth_tokens is None:
             # no accounts: do not advertise AUTH at all
             responses = [line for line in responses if not line[4:].startswith("AUTH")]
+        if server.options.pipelining:  # aiosmtpd reads pipelined commands but does not say so
+            responses.insert(len(responses) - 1, "250-PIPELINING")
         return responses
 
     async def handle_RCPT(  # noqa: N802

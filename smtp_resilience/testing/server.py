@@ -45,8 +45,9 @@ class ScriptedSMTPServer:
     the start (for smtplib.SMTP_SSL), ``require_starttls`` refuses mail before STARTTLS;
     ``auth={"user": "password"}`` enables AUTH PLAIN/LOGIN (only after TLS unless
     ``auth_require_tls=False``), ``oauth_tokens={"user": "token"}`` enables XOAUTH2 and
-    OAUTHBEARER, ``require_auth`` refuses mail before AUTH, ``lmtp=True`` speaks LMTP (LHLO,
-    one reply per recipient after the final dot). They are kept, checked,
+    OAUTHBEARER, ``require_auth`` refuses mail before AUTH, ``pipelining=False`` withholds the
+    PIPELINING extension (offered by default, as real servers do), ``lmtp=True`` speaks LMTP
+    (LHLO, one reply per recipient after the final dot). They are kept, checked,
     in :attr:`options`; what a test scripts is in :attr:`scripted`, what the server saw in
     :attr:`recording`.
     """
@@ -68,6 +69,7 @@ class ScriptedSMTPServer:
         data_size_limit: int | None = 2**25,
         ready_timeout: float = 5.0,
         lmtp: bool = False,
+        pipelining: bool = True,
     ) -> None:
         self.options = ServerOptions(
             host=host,
@@ -84,6 +86,7 @@ class ScriptedSMTPServer:
             data_size_limit=data_size_limit,
             ready_timeout=ready_timeout,
             lmtp=lmtp,
+            pipelining=pipelining,
         )
         self.host = host
         self.port = port

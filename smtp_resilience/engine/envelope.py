@@ -1,0 +1,126 @@
+"""The envelope of one transaction on the wire: MAIL, a RCPT per recipient, DATA, and their replies.
+
+Without PIPELINING each command waits for the reply to the one before [RFC 5321]. With it
+[RFC 2920] they go as one group, in one write, and the replies are read back in order: one
+round trip instead of two plus one per recipient. :class:`Envelope` does both with the same
+code (a group of one command is lock-step), so every rule the transaction applies to a reply
+holds either way. Its duties under RFC 2920 §3.1:
+
+* every reply of a group is read, even after one that ends the transaction
+  (:meth:`Envelope.settle`), so the next command's reply is never taken for an earlier one;
+* DATA comes last in a group; when no recipient was accepted and the server answers DATA with
+  354 anyway, a lone ``.`` ends the empty message. When some were accepted but the transaction
+  must stop, the connection is closed instead: a lone dot would deliver an empty message;
+* a group holds at most :data:`GROUP_LIMIT` commands, so the replies a server writes while
+  the client is still writing never fill both directions' buffers (RFC 2920 §3.2's deadlock).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from smtp_resilience.replies.codes import Command
+
+if TYPE_CHECKING:
+    import socket
+
+    from smtp_resilience.engine.bounded import BoundedSMTP
+
+__all__ = ["GROUP_LIMIT", "Envelope"]
+
+#: The most commands written before their replies are read (some 4 KB of commands).
+GROUP_LIMIT = 100
+
+
+class Envelope:
+    """MAIL, RCPT... and DATA for one transaction; :meth:`reply` gives their replies in order."""
+
+    __slots__ = ("_commands", "_lines", "_owed", "accepted_by_server", "group", "smtp", "sock")
+
+    def __init__(
+        self,
+        smtp: BoundedSMTP,
+        *,
+        sender: str,
+        recipients: Sequence[str],
+        mail_options: Sequence[str],
+        rcpt_options: Sequence[str],
+        pipelined: bool,
+    ) -> None:
+        self.smtp = smtp
+        self.group = GROUP_LIMIT if pipelined else 1
+        lines = smtp.command_lines(sender, mail_options, recipients, rcpt_options)
+        commands = [Command.MAIL, *(Command.RCPT for _ in recipients), Command.DATA]
+        self._lines = deque(lines)  # not written yet
+        self._commands = deque(commands)  # their commands, in the same order
+        self._owed: deque[Command] = deque()  # written, reply not read yet
+        #: RCPT replies read so far that were 2xx: whether the server holds any recipient.
+        self.accepted_by_server = 0
+        #: The connection the first group went out on, when it was written ahead (pipelined
+        #: after the previous message's final dot).
+        self.sock: socket.socket | None = None
+
+    @property
+    def pipelined(self) -> bool:
+        return self.group > 1
+
+    def write_ahead(self) -> bytes:
+        """The first group as bytes, for the caller to write with the previous message's end."""
+        self.sock = self.smtp.sock
+        return self._take_group().encode(self.smtp.command_encoding)
+
+    def written_ahead_on(self, sock: socket.socket | None) -> bool:
+        """Whether the first group went out ahead on ``sock``, the connection still open."""
+        return self.sock is not None and self.sock is sock
+
+    def _take_group(self) -> str:
+        lines, commands, owed = self._lines, self._commands, self._owed
+        group = []
+        for _ in range(min(self.group, len(lines))):
+            group.append(lines.popleft())
+            owed.append(commands.popleft())
+        return "".join(group)
+
+    def reply(self) -> tuple[int, bytes]:
+        """The reply to the next command, writing the next group first when none is owed."""
+        smtp = self.smtp
+        if not self._owed:
+            group = self._take_group()
+            smtp.bound_next_write()
+            smtp.send(group)
+        command = self._owed.popleft()
+        code, text = smtp.getreply()
+        if command is Command.RCPT and 200 <= code <= 299:
+            self.accepted_by_server += 1
+        return code, text
+
+    def settle(self) -> bool:
+        """End the envelope early: read every reply still owed, write nothing more.
+
+        A 354 to DATA is answered with a lone dot when the server holds no recipient, else the
+        connection is closed (see the module doc). Returns whether the connection is still open
+        and in step with its replies.
+        """
+        smtp = self.smtp
+        self._lines.clear()
+        self._commands.clear()
+        while self._owed:
+            command = self._owed[0]
+            try:
+                code, _ = self.reply()
+            except OSError:
+                smtp.close()
+                return False
+            if command is Command.DATA and code == 354:
+                if self.accepted_by_server:
+                    smtp.close()
+                    return False
+                try:
+                    smtp.send(b".\r\n")
+                    smtp.getreply()
+                except OSError:
+                    smtp.close()
+                    return False
+        return smtp.sock is not None
