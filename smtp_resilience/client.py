@@ -14,8 +14,8 @@ import email.utils
 import smtplib
 import ssl
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from smtp_resilience.engine.session import DEFAULT_TIMEOUT, ResilientSession
 from smtp_resilience.engine.transaction import MailTransaction
@@ -26,7 +26,14 @@ from smtp_resilience.report import DeliveryReport
 if TYPE_CHECKING:
     from _typeshed import SizedBuffer
 
-__all__ = ["ResilientLMTP", "ResilientSMTP", "ResilientSMTP_SSL"]
+__all__ = ["BatchItem", "ResilientLMTP", "ResilientSMTP", "ResilientSMTP_SSL"]
+
+#: What :meth:`ResilientSMTP.deliver_many` takes: a message (sent as ``send_message`` sends it),
+#: or ``(sender, recipients, message)`` as ``sendmail`` takes them (the message may also be an
+#: ``email.message.Message``, whose headers then give neither sender nor recipients).
+BatchItem: TypeAlias = (
+    email.message.Message | tuple[str, str | Sequence[str], email.message.Message | bytes | str]
+)
 
 
 class ResilientSMTP(ResilientSession):
@@ -60,6 +67,8 @@ class ResilientSMTP(ResilientSession):
         self._last_transaction: MailTransaction | None = None
         self._recipient_failure: SMTPResilienceError | None = None
         self._new_message_id: str | None = None
+        self._preparing = False  # sendmail builds the transaction and hands it over, unsent
+        self._prepared: MailTransaction | None = None
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -73,26 +82,32 @@ class ResilientSMTP(ResilientSession):
     ) -> dict[str, tuple[int, bytes]]:
         """smtplib's contract with retries inside: returns the refused, raises if nobody got it."""
         recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
-        with self.call:
-            transaction = MailTransaction(
-                self,
-                sender=from_addr,
-                recipients=recipients,
-                message=msg,
-                mail_options=mail_options,
-                rcpt_options=rcpt_options,
-                message_id=self._new_message_id,
-            )
-            self._last_transaction = transaction
-            try:
-                error = transaction.run()
-            finally:
-                self._carried_mail = self.sock is not None
+        transaction = MailTransaction(
+            self,
+            sender=from_addr,
+            recipients=recipients,
+            message=msg,
+            mail_options=mail_options,
+            rcpt_options=rcpt_options,
+            message_id=self._new_message_id,
+        )
+        if self._preparing:
+            self._prepared = transaction
+            return {}
+        error = self._run(transaction)
         states = transaction.recipients
         if error is not None and (not states.delivered or states.ambiguous):
             self._recipient_failure = error
             raise error
         return states.undelivered()
+
+    def _run(self, transaction: MailTransaction) -> SMTPResilienceError | None:
+        with self.call:
+            self._last_transaction = transaction
+            try:
+                return transaction.run()
+            finally:
+                self._carried_mail = self.sock is not None
 
     @property
     def last_report(self) -> DeliveryReport | None:
@@ -147,6 +162,67 @@ class ResilientSMTP(ResilientSession):
         report = self.last_report
         assert report is not None
         return report
+
+    def deliver_many(self, messages: Iterable[BatchItem]) -> list[DeliveryReport]:
+        """Send each message in turn on this connection; one :class:`DeliveryReport` each.
+
+        Every message is sent as :meth:`deliver` sends it, with its own deadline and retries.
+        When the server offers PIPELINING, the next message's envelope goes out in the same
+        write as this one's final dot: one round trip a message. This message's final reply
+        is read, and its outcome settled, before anything of the next one is; anything but
+        a 2xx there closes the connection, so the next message starts afresh and this one is
+        never sent twice. Messages are taken from ``messages`` as they are sent (this one and
+        the next are held, no more).
+
+        An error :meth:`deliver` would raise (the session failed, a message cannot be sent
+        at all) stops the batch: it is raised with ``batch_reports``, the reports of the
+        messages before it.
+        """
+        reports: list[DeliveryReport] = []
+        items = iter(messages)
+        upcoming = self._prepare_next(items, reports)
+        while upcoming is not None:
+            current = upcoming
+            upcoming = None
+            try:
+                upcoming = self._prepare_next(items, reports)
+                current.following = upcoming
+                self._run(current)
+            except BaseException as error:
+                if upcoming is not None and upcoming.wrote_ahead_on(self.sock):
+                    self.close()  # its envelope is on the wire: no later call may read its replies
+                error.batch_reports = reports  # type: ignore[attr-defined]
+                raise
+            reports.append(current.report())
+        return reports
+
+    def _prepare_next(
+        self, items: Iterator[BatchItem], reports: list[DeliveryReport]
+    ) -> MailTransaction | None:
+        """The next message's transaction, built as ``sendmail`` builds it, not yet run."""
+        try:
+            item = next(items, None)
+            if item is None:
+                return None
+            sender: str | None = None
+            recipients: str | Sequence[str] | None = None
+            message: email.message.Message | bytes | str = item  # type: ignore[assignment]
+            if not isinstance(item, email.message.Message):
+                sender, recipients, message = item
+            self._preparing = True
+            try:
+                if isinstance(message, email.message.Message):
+                    self.send_message(message, sender, recipients)
+                else:
+                    self.sendmail(sender or "", recipients or (), message)
+            finally:
+                self._preparing = False
+            prepared, self._prepared = self._prepared, None
+            assert prepared is not None
+            return prepared
+        except BaseException as error:
+            error.batch_reports = reports  # type: ignore[attr-defined]
+            raise
 
 
 class ResilientSMTP_SSL(ResilientSMTP, smtplib.SMTP_SSL):  # noqa: N801 - mirrors smtplib's name

@@ -109,3 +109,48 @@ def test_server_receives_the_same_message_from_smtplib_and_resilient_smtp(
         smtp.sendmail("app@example.com", ["a@example.com"], message)
     from_smtplib, from_resilient = smtp_server.deliveries
     assert from_resilient.data == from_smtplib.data
+
+
+@given(
+    st.one_of(_LINE_BYTES, _LINE_TEXT),
+    st.integers(min_value=2, max_value=17),
+    st.sampled_from([b"", b"Message-ID: <1@x>\r\n"]),
+)
+def test_pieces_of_any_size_join_to_smtplibs_bytes(
+    message: bytes | str, piece: int, header: bytes
+) -> None:
+    # pieces split lines, CRLFs and dot lines at every possible place when they are this small
+    text = message if isinstance(message, str) else message.decode("latin-1")
+    fixed = smtplib._fix_eols(text)  # type: ignore[attr-defined]
+    expected = smtplib_wire(header + fixed.encode("latin-1"))
+    original = payload_module.PIECE
+    payload_module.PIECE = piece
+    try:
+        payload = Payload(message, header)
+        pieces = [bytes(p) for p in payload.pieces(b"NEXT")]
+    finally:
+        payload_module.PIECE = original
+    assert b"".join(pieces) == expected + b"NEXT"
+    assert pieces[-1].endswith(b".\r\nNEXT")  # the end of the message is never a write alone
+    assert payload.size == len(header) + len(fixed)
+
+
+def test_a_large_message_is_written_from_the_callers_own_bytes() -> None:
+    message = b"Subject: big\r\n\r\n" + b"x" * 100 + b"\r\n" * 100_000
+    pieces = list(Payload(message).pieces())
+    assert all(len(p) <= payload_module.PIECE + 3 for p in pieces)
+    assert isinstance(pieces[0], memoryview)
+    assert pieces[0].obj is message  # not a copy
+    assert b"".join(pieces) == smtplib_wire(message)
+
+
+def test_a_text_message_that_is_not_ascii_fails_before_anything_is_sent() -> None:
+    with pytest.raises(UnicodeEncodeError):
+        Payload("Subject: caf\u00e9\r\n\r\nbody\r\n")
+
+
+def test_a_released_payload_keeps_nothing_of_the_message() -> None:
+    payload = Payload(b"Subject: x\r\nMessage-ID: <k@x>\r\n\r\nsecret body\r\n")
+    assert payload.message_id == "<k@x>"
+    payload.release()
+    assert b"secret" not in b"".join(bytes(p) for p in payload.pieces())

@@ -283,6 +283,10 @@ class MailTransaction(TransactionEndings):
             return b""
         return following.write_ahead()
 
+    def wrote_ahead_on(self, sock: object) -> bool:
+        """Whether this transaction's envelope went out ahead on ``sock``, replies unread."""
+        return self._ahead is not None and self._ahead.written_ahead_on(sock)  # type: ignore[arg-type]
+
     def write_ahead(self) -> bytes:
         """This transaction's first envelope as bytes, marked as written on the connection;
         nothing when it has started, or when it could not be sent (its own turn will say why)."""
