@@ -47,14 +47,26 @@ class CannedSocket:
 
     def __init__(self) -> None:
         self._replies: collections.deque[bytes] = collections.deque()
+        self._in_data = False
         self.writes = 0
 
     def sendall(self, data: bytes) -> None:
+        """smtp-sink's reply to every command in ``data`` (pipelined groups hold several)."""
         self.writes += 1
-        if data.endswith(b"\r\n.\r\n"):  # the message itself
-            self._replies.append(_QUEUED)
-        else:
-            self._replies.append(_REPLIES.get(data[:4].lower(), b"250 Ok\r\n"))
+        data = bytes(data)
+        while data:
+            if self._in_data:  # the message: both clients write its end with the final dot
+                end = data.find(b"\r\n.\r\n")
+                if end < 0:
+                    return
+                self._replies.append(_QUEUED)
+                self._in_data = False
+                data = data[end + 5 :]
+                continue
+            line, _, data = data.partition(b"\r\n")
+            verb = line[:4].lower()
+            self._replies.append(_REPLIES.get(verb, b"250 Ok\r\n"))
+            self._in_data = verb == b"data"
 
     def makefile(self, mode: str = "rb") -> CannedSocket:
         return self
@@ -62,8 +74,10 @@ class CannedSocket:
     def readline(self, limit: int = -1) -> bytes:  # smtplib's reader
         return self._replies.popleft() if self._replies else b""
 
-    def recv(self, size: int) -> bytes:  # ours: a reply at a time, as a socket would hand it
-        return self._replies.popleft() if self._replies else b""
+    def recv(self, size: int) -> bytes:  # ours: every reply sent so far, as a socket hands them
+        replies = b"".join(self._replies)
+        self._replies.clear()
+        return replies
 
     def settimeout(self, timeout: float | None) -> None:
         self._timeout = timeout
@@ -110,31 +124,32 @@ def _best_us(call: Callable[[], object], number: int = 20_000) -> float:
     return min(timeit.repeat(call, number=number, repeat=7)) / number * 1e6
 
 
-def breakdown(sender: str, recipients: Sequence[str], data: bytes) -> list[tuple[str, float]]:
+def breakdown(sender: str, recipients_: Sequence[str], data: bytes) -> list[tuple[str, float]]:
     """Where ResilientSMTP's extra time goes on the healthy path, piece by piece (µs/message).
 
     Reaches into the engine's internals on purpose: this is a diagnosis for whoever tunes it.
     "Saved" rows swap one piece for a trivial stand-in (or smtplib's own version), in this
     process only, and time the whole send again; differences under ~0.3 µs are timing noise.
     """
-    from smtp_resilience import events, session, transaction
+    from smtp_resilience.engine import bounded, events, recipients, session, transaction
+    from smtp_resilience.engine.payload import Payload
 
     raw, resilient = CannedSMTP(), CannedResilientSMTP()
     rows = [
-        ("smtplib.SMTP.sendmail", _best_us(lambda: raw.sendmail(sender, recipients, data))),
+        ("smtplib.SMTP.sendmail", _best_us(lambda: raw.sendmail(sender, recipients_, data))),
     ]
-    whole = _best_us(lambda: resilient.sendmail(sender, recipients, data))
+    whole = _best_us(lambda: resilient.sendmail(sender, recipients_, data))
     rows.append(("ResilientSMTP.sendmail", whole))
     rows.append(("  added by ResilientSMTP", whole - rows[0][1]))
     clock = resilient.policy.clock
     for label, call in (
-        ("  prepare_payload() (stuffs dots only if a line starts with one)",
-         lambda: transaction.prepare_payload(data)),
+        ("  Payload() + its pieces (stuffs dots only if a line starts with one)",
+         lambda: b"".join(Payload(data).pieces())),
         ("  smtplib._quote_periods() + terminator (for comparison)",
          lambda: smtplib._quote_periods(data) + b".\r\n"),  # type: ignore[attr-defined]
         ("  two policy clock reads (elapsed time)", lambda: (clock(), clock())),
         ("  Message-ID lookup (only when an event is logged: not here)",
-         lambda: transaction._message_id(data)),
+         lambda: Payload(data).message_id),
     ):  # fmt: skip
         rows.append((label, _best_us(call)))
 
@@ -142,7 +157,7 @@ def breakdown(sender: str, recipients: Sequence[str], data: bytes) -> list[tuple
         original = owner.__dict__[name]
         setattr(owner, name, replacement)
         try:
-            return whole - _best_us(lambda: resilient.sendmail(sender, recipients, data))
+            return whole - _best_us(lambda: resilient.sendmail(sender, recipients_, data))
         finally:
             setattr(owner, name, original)
 
@@ -154,14 +169,14 @@ def breakdown(sender: str, recipients: Sequence[str], data: bytes) -> list[tuple
          transaction, "run_with_retries", direct),
         ("  saved without the INFO check before smtp.delivered (logs())",
          events.EventLog, "logs", lambda self, level: False),
-        ("  saved without the idle-connection check (_ensure_session)",
-         session.ResilientSession, "_ensure_session", lambda self: False),
+        ("  saved without the idle-connection check (ensure_session)",
+         session.ResilientSession, "ensure_session", lambda self: False),
         ("  saved with smtplib's getreply instead of the stricter reader",
-         session.ResilientSession, "getreply", smtplib.SMTP.getreply),
-        ("  saved with smtplib's putcmd (via ResilientSMTP.send's dispatch)",
-         session.ResilientSession, "putcmd", smtplib.SMTP.putcmd),
+         bounded.BoundedSMTP, "getreply", smtplib.SMTP.getreply),
+        ("  saved with smtplib's putcmd (no write deadline)",
+         bounded.BoundedSMTP, "putcmd", smtplib.SMTP.putcmd),
         ("  saved without undelivered() (the refused dict returned)",
-         transaction.MailTransaction, "undelivered", lambda self: {}),
+         recipients.RecipientStates, "undelivered", lambda self: {}),
     ):  # fmt: skip
         rows.append((label, without(owner, name, replacement)))
     return rows

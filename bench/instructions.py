@@ -63,7 +63,7 @@ _SUMMARY = re.compile(rb"^(?:summary|totals):\s+(\d+)", re.MULTILINE)
 
 def run_child(arguments: argparse.Namespace) -> None:
     """Warm up, then send ``--send`` messages; with ``--timed``, print how long that took."""
-    configure_logging("dropped")
+    configure_logging("production")
     host = arguments.host
     # the same list in both runs
     messages = build_messages(WARM_UP + arguments.messages, dot_line=arguments.dot_line)
@@ -222,7 +222,10 @@ def print_report(
         f"messages, QUIT) and the same run plus {messages:,} messages; the difference / "
         f"{messages:,}"
     )
-    print("           structlog config (a): INFO dropped (make_filtering_bound_logger(WARNING))")
+    print(
+        "           structlog config (a): INFO dropped (make_filtering_bound_logger(WARNING), "
+        "no logger cache)"
+    )
     print(f"  messages {describe_messages(dot_line)}")
     print()
     header = f"{'client':<31} {'baseline':>15} {'with messages':>15} {'instr/msg':>10}"

@@ -7,11 +7,16 @@ messages per second, the ratio resilient / raw and the CPU time added per messag
 ``classify`` on typical replies and checks that memory does not grow per message.
 
 structlog left unconfigured prints every event to stdout, which no production app does, so each
-structlog configuration runs in a fresh worker process (structlog caches loggers on first use):
+logging configuration runs in a fresh worker process (structlog caches loggers on first use when
+told to):
 
-(a) "dropped": ``make_filtering_bound_logger(WARNING)``: the engine's one ``smtp.delivered``
-    info event per message is filtered out; what remains is the library's own cost (headline).
-(b) "rendered": INFO and above rendered as JSON (level, ISO timestamp) into ``os.devnull``:
+(a) "production": ``make_filtering_bound_logger(WARNING)`` without logger caching, as most apps
+    configure it: the engine's one ``smtp.delivered`` info event per message is filtered out;
+    what remains is the library's own cost (headline).
+(b) "cached": the same with ``cache_logger_on_first_use=True``.
+(c) "stdlib": neither structlog nor logging configured: events go to the stdlib logger, whose
+    NullHandler drops them (a library is silent by default).
+(d) "rendered": INFO and above rendered as JSON (level, ISO timestamp) into ``os.devnull``:
     what an app that logs at INFO pays; compare it with smtplib plus one log line per message.
 
 The headline is the median over slices of (smtplib's time / ResilientSMTP's time) for the same
@@ -56,8 +61,8 @@ from bench.servers import SERVER_KINDS, RunningServer, running_server
 
 __all__ = ["main"]
 
-HEADLINE_MODE = "dropped"
-TARGET_RATIO = 0.97
+HEADLINE_MODE = "production"
+TARGET_RATIO = 1.0
 TARGET_CLASSIFY_US = 5.0
 
 # ------------------------------------------------------------------------------------------

@@ -42,8 +42,10 @@ __all__ = [
 ]
 
 LOGGING_MODES: dict[str, str] = {
-    "dropped": "(a) INFO dropped: make_filtering_bound_logger(WARNING)",
-    "rendered": "(b) INFO rendered: JSON (level, timestamp) to os.devnull",
+    "production": "(a) INFO dropped: make_filtering_bound_logger(WARNING), no logger cache",
+    "cached": "(b) as (a), with cache_logger_on_first_use=True",
+    "stdlib": "(c) structlog not configured, stdlib logging not configured (silent)",
+    "rendered": "(d) INFO rendered: JSON (level, timestamp) to os.devnull, cached",
 }
 CLIENTS: dict[str, str] = {
     "smtplib": "smtplib.SMTP",
@@ -55,8 +57,10 @@ Message = tuple[list[str], bytes, str]  # recipients, wire bytes, Message-ID
 
 
 def configure_logging(mode: str) -> None:
-    """Configure structlog the way a production app would, for ``mode`` (see module doc)."""
-    level = logging.WARNING if mode == "dropped" else logging.INFO
+    """Configure logging the way a production app would, for ``mode`` (see module doc)."""
+    if mode == "stdlib":
+        return  # neither structlog nor logging configured: the library's defaults
+    level = logging.WARNING if mode in ("production", "cached") else logging.INFO
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -66,8 +70,25 @@ def configure_logging(mode: str) -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(file=open(os.devnull, "w")),  # noqa: SIM115
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=mode != "production",
     )
+
+
+def app_logger() -> Any:
+    """The application's own logger: structlog's when configured, else the stdlib's."""
+    if structlog.is_configured():
+        return structlog.get_logger("app")
+    return _StdlibAppLogger(logging.getLogger("app"))
+
+
+class _StdlibAppLogger:
+    """``log.info(event, **fields)`` on a stdlib logger, as an app without structlog writes it."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+
+    def info(self, event: str, **fields: Any) -> None:
+        self.logger.info(event, extra=fields)
 
 
 DOT_LINE_HELP = "give every message a line that starts with a dot, so both clients dot-stuff it"
@@ -123,7 +144,7 @@ def open_client(client: str, server: tuple[str, int]) -> smtplib.SMTP:
 def send_all(client: str, smtp: smtplib.SMTP, messages: Sequence[Message], host: str) -> None:
     """The measured loop: ``sendmail`` per message, plus the app's own log line if asked."""
     if client == "smtplib+log":
-        app_log = structlog.get_logger("app")
+        app_log = app_logger()
         for recipients, data, message_id in messages:
             refused = smtp.sendmail(SENDER, recipients, data)
             app_log.info(

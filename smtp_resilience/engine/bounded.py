@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
-from smtp_resilience.engine.replies import ReplyReader, give_timeout
+from smtp_resilience.engine.replies import Reply, ReplyReader, give_timeout
 from smtp_resilience.policy.retry import RetryPolicy
 from smtp_resilience.report import Attempt
 
@@ -214,10 +214,12 @@ class BoundedSMTP(smtplib.SMTP):
     def _put_mail(self, sender: str, options: Sequence[str]) -> None:
         optionlist = ""
         if options and self.does_esmtp:
-            if any(option.lower() == "smtputf8" for option in options):
-                if not self.has_extn("smtputf8"):
-                    raise smtplib.SMTPNotSupportedError("SMTPUTF8 not supported by server")
-                self.command_encoding = "utf-8"
+            for option in options:
+                if option.lower() == "smtputf8":
+                    if not self.has_extn("smtputf8"):
+                        raise smtplib.SMTPNotSupportedError("SMTPUTF8 not supported by server")
+                    self.command_encoding = "utf-8"
+                    break
             optionlist = " " + " ".join(options)
         self.putcmd("mail", f"{_FROM}{_quoted(sender)}{optionlist}")
 
@@ -235,23 +237,10 @@ class BoundedSMTP(smtplib.SMTP):
         reader = self._reader
         if reader is None or reader.sock is not sock:  # a new connection or a new TLS layer
             reader = self._reader = ReplyReader(sock)
-        limit = self._connection_timeout()
-        if limit is None:
-            limit = self.policy.deadline
-        until = None if limit is None else self.policy.clock() + limit
-        try:
-            reply = reader.read(lambda: self.time_left(until))
-        except EOFError:
-            self.close()
-            raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed") from None
-        except OSError as exc:
-            self.heard_nothing = reader.received == 0
-            self.close()
-            if isinstance(exc, TimeoutError):  # say which bound ran out
-                cause: OSError = TimeoutError(self._why_timed_out(until))
-                cause.__cause__ = exc
-                exc = cause
-            raise smtplib.SMTPServerDisconnected(f"Connection unexpectedly closed: {exc}") from exc
+        # a pipelined group's replies arrive together: the later ones are read from the buffer
+        reply = reader.buffered() if reader.buffer else None
+        if reply is None:
+            reply = self._receive_reply(reader)
         text = self.redact(reply.text)
         if self.debuglevel > 0:
             for line in reply.lines:
@@ -263,6 +252,26 @@ class BoundedSMTP(smtplib.SMTP):
         if self.debuglevel > 0:
             self._print_debug(f"reply: retcode ({reply.code}); Msg: {text!r}")
         return reply.code, text
+
+    def _receive_reply(self, reader: ReplyReader) -> Reply:
+        """The next reply off the socket, within the connection's timeout as a whole."""
+        limit = self._connection_timeout()
+        if limit is None:
+            limit = self.policy.deadline
+        until = None if limit is None else self.policy.clock() + limit
+        try:
+            return reader.read(lambda: self.time_left(until))
+        except EOFError:
+            self.close()
+            raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed") from None
+        except OSError as exc:
+            self.heard_nothing = reader.received == 0
+            self.close()
+            if isinstance(exc, TimeoutError):  # say which bound ran out
+                cause: OSError = TimeoutError(self._why_timed_out(until))
+                cause.__cause__ = exc
+                exc = cause
+            raise smtplib.SMTPServerDisconnected(f"Connection unexpectedly closed: {exc}") from exc
 
     # -- secrets ---------------------------------------------------------------------------
 

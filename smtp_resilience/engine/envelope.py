@@ -17,7 +17,6 @@ holds either way. Its duties under RFC 2920 §3.1:
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -37,7 +36,7 @@ GROUP_LIMIT = 100
 class Envelope:
     """MAIL, RCPT... and DATA for one transaction; :meth:`reply` gives their replies in order."""
 
-    __slots__ = ("_commands", "_lines", "_owed", "accepted_by_server", "group", "smtp", "sock")
+    __slots__ = ("_lines", "_read", "_written", "accepted_by_server", "group", "smtp", "sock")
 
     def __init__(
         self,
@@ -51,11 +50,10 @@ class Envelope:
     ) -> None:
         self.smtp = smtp
         self.group = GROUP_LIMIT if pipelined else 1
-        lines = smtp.command_lines(sender, mail_options, recipients, rcpt_options)
-        commands = [Command.MAIL, *(Command.RCPT for _ in recipients), Command.DATA]
-        self._lines = deque(lines)  # not written yet
-        self._commands = deque(commands)  # their commands, in the same order
-        self._owed: deque[Command] = deque()  # written, reply not read yet
+        # MAIL first, DATA last, a RCPT for each recipient between them
+        self._lines = smtp.command_lines(sender, mail_options, recipients, rcpt_options)
+        self._written = 0  # how many lines went out
+        self._read = 0  # how many replies came back
         #: RCPT replies read so far that were 2xx: whether the server holds any recipient.
         self.accepted_by_server = 0
         #: The connection the first group went out on, when it was written ahead (pipelined
@@ -76,23 +74,26 @@ class Envelope:
         return self.sock is not None and self.sock is sock
 
     def _take_group(self) -> str:
-        lines, commands, owed = self._lines, self._commands, self._owed
-        group = []
-        for _ in range(min(self.group, len(lines))):
-            group.append(lines.popleft())
-            owed.append(commands.popleft())
-        return "".join(group)
+        start = self._written
+        self._written = end = min(start + self.group, len(self._lines))
+        return self._lines[start] if end == start + 1 else "".join(self._lines[start:end])
+
+    def _command(self, index: int) -> Command:
+        if index == 0:
+            return Command.MAIL
+        return Command.DATA if index == len(self._lines) - 1 else Command.RCPT
 
     def reply(self) -> tuple[int, bytes]:
         """The reply to the next command, writing the next group first when none is owed."""
         smtp = self.smtp
-        if not self._owed:
+        if self._read == self._written:
             group = self._take_group()
             smtp.bound_next_write()
             smtp.send(group)
-        command = self._owed.popleft()
+        index = self._read
+        self._read = index + 1
         code, text = smtp.getreply()
-        if command is Command.RCPT and 200 <= code <= 299:
+        if 200 <= code <= 299 and 0 < index < len(self._lines) - 1:  # a RCPT accepted
             self.accepted_by_server += 1
         return code, text
 
@@ -104,10 +105,9 @@ class Envelope:
         and in step with its replies.
         """
         smtp = self.smtp
-        self._lines.clear()
-        self._commands.clear()
-        while self._owed:
-            command = self._owed[0]
+        del self._lines[self._written :]  # never to be written
+        while self._read < self._written:
+            command = self._command(self._read)
             try:
                 code, _ = self.reply()
             except OSError:

@@ -62,12 +62,18 @@ LOGGER_NAME = "smtp_resilience"
 _stdlib = logging.getLogger(LOGGER_NAME)
 _stdlib.addHandler(logging.NullHandler())  # a library's logger prints nothing by itself
 _proxy = structlog.get_logger(LOGGER_NAME)
-_state = threading.local()
+
+
+class _EmittingState(threading.local):
+    depth = 0  # a class default: no AttributeError to catch on every check
+
+
+_state = _EmittingState()
 
 
 def emitting() -> bool:
     """Whether this thread is inside the emission of one of our events."""
-    return bool(getattr(_state, "depth", 0))
+    return _state.depth > 0
 
 
 def mask_address(address: str) -> str:
@@ -96,14 +102,14 @@ def server_said(host: str, explanation: Explanation) -> str:
     return f"host {host} said: {code}{text}{where}"
 
 
-def _structlog_token() -> tuple[int, ...]:
+def _structlog_token() -> tuple[object, ...]:
     """Changes whenever ``structlog.configure()`` runs: the bound logger is made again then."""
     config = structlog.get_config()
     return (
-        id(config["processors"]),
-        id(config["wrapper_class"]),
-        id(config["logger_factory"]),
-        id(config["context_class"]),
+        config["processors"],
+        config["wrapper_class"],
+        config["logger_factory"],
+        config["context_class"],
     )
 
 
@@ -116,17 +122,18 @@ class EventLog:
         self.host = host
         self.mask = mask
         self._bound: Any = None
-        self._token: tuple[int, ...] = ()
+        self._token: tuple[object, ...] = ()
 
     def _structlog(self) -> Any:
         token = _structlog_token()
+        # equal parts (the same objects, compared by identity first) make the same logger
         if self._bound is None or token != self._token:
             self._bound, self._token = _proxy.bind(), token
         return self._bound
 
     def logs(self, level: int) -> bool:
         """Whether an event at ``level`` would be kept: asked before building its fields."""
-        if emitting():
+        if _state.depth:
             return False
         if structlog.is_configured():
             enabled = getattr(self._structlog(), "is_enabled_for", None)
@@ -136,7 +143,7 @@ class EventLog:
     def _emit(self, level: int, event: str, fields: dict[str, Any]) -> None:
         if not self.logs(level):
             return
-        _state.depth = getattr(_state, "depth", 0) + 1
+        _state.depth += 1
         try:
             if structlog.is_configured():
                 method = getattr(self._structlog(), logging.getLevelName(level).lower())

@@ -24,7 +24,6 @@ __all__ = ["PIECE", "Payload", "check_encodable", "message_id_of"]
 PIECE = 64 * 1024
 _TERMINATOR = b".\r\n"
 _BARE_LINE_END = re.compile(rb"\r\n|\r|\n")
-_LEADING_DOT = re.compile(rb"(?m)^\.")
 _MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*([^\r\n]*?)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
 
 
@@ -48,15 +47,15 @@ class Payload:
             data = message
         else:
             data = bytes(message)  # a memoryview or another buffer: bytes to search and slice
-        newline, carriage_return, crlf = _line_ends(data)
-        bare = newline + carriage_return - 2 * crlf  # each bare CR or LF becomes CRLF
+        bare = _bare_line_ends(data)
         self._data = data
         self._header = header
         self._repair = bare > 0
-        dot = "." if isinstance(data, str) else b"."
-        self._stuff = (
-            data[:1] == dot or _contains(data, "\n.") or (self._repair and _contains(data, "\r."))
-        )
+        if isinstance(data, str):
+            stuff = data[:1] == "." or "\n." in data or (bare > 0 and "\r." in data)
+        else:
+            stuff = data[:1] == b"." or b"\n." in data or (bare > 0 and b"\r." in data)
+        self._stuff = stuff
         #: The message's length as sent before dot-stuffing: what smtplib gives as ``size=``.
         self.size = len(header) + len(data) + bare
 
@@ -113,10 +112,11 @@ class Payload:
         if self._repair:
             wire = _BARE_LINE_END.sub(b"\r\n", wire)
         if self._stuff:
-            stuffed = _LEADING_DOT.sub(b"..", wire)
-            if not at_line_start and wire[:1] == b".":  # the chunk starts inside a line
-                stuffed = stuffed[1:]
-            wire = stuffed
+            # the same result as smtplib's re.sub(rb"(?m)^\.", b"..") at a fraction of its cost:
+            # that regex tries every byte, bytes.replace searches for the pair
+            wire = wire.replace(b"\n.", b"\n..")
+            if at_line_start and wire[:1] == b".":
+                wire = b"." + wire
         return wire
 
     def _end(self, data: bytes | bytearray | str) -> bytes:
@@ -129,15 +129,11 @@ class Payload:
         return b"\r\n" + _TERMINATOR
 
 
-def _line_ends(data: bytes | bytearray | str) -> tuple[int, int, int]:
-    """How many LF, CR and CRLF ``data`` holds."""
+def _bare_line_ends(data: bytes | bytearray | str) -> int:
+    """How many CR and LF in ``data`` are not part of a CRLF: each becomes a CRLF."""
     if isinstance(data, str):
-        return data.count("\n"), data.count("\r"), data.count("\r\n")
-    return data.count(b"\n"), data.count(b"\r"), data.count(b"\r\n")
-
-
-def _contains(data: bytes | bytearray | str, text: str) -> bool:
-    return (text in data) if isinstance(data, str) else (text.encode() in data)
+        return data.count("\n") + data.count("\r") - 2 * data.count("\r\n")
+    return data.count(b"\n") + data.count(b"\r") - 2 * data.count(b"\r\n")
 
 
 def _cut(data: bytes | bytearray | str, start: int, limit: int) -> int:
@@ -172,8 +168,8 @@ def message_id_of(message: bytes | bytearray) -> str | None:
     start = message.find(b"Message-ID:", 0, end)
     if start == 0 or (start > 0 and message[start - 1] == 10):  # at the start of a line
         line_end = message.find(b"\n", start, end)
-        value = message[start + 11 : end if line_end < 0 else line_end]
-        return bytes(value).strip().decode("ascii", "replace")
+        value = message[start + 11 : end if line_end < 0 else line_end].strip()
+        return value.decode("ascii", "replace")
     found = _MESSAGE_ID.search(message, 0, end)
     return found.group(1).decode("ascii", "replace") if found else None
 
@@ -182,7 +178,11 @@ def check_encodable(
     sender: str, recipients: Iterable[str], mail_options: Iterable[str], smtputf8_offered: bool
 ) -> None:
     """smtplib's UnicodeEncodeError for an address it could not send, raised before sending."""
-    smtputf8 = any(option.upper() == "SMTPUTF8" for option in mail_options)
-    encoding = "utf-8" if smtputf8 and smtputf8_offered else "ascii"
+    encoding = ""
     for address in (sender, *recipients):
+        if address.isascii():  # the usual address: nothing to encode
+            continue
+        if not encoding:
+            smtputf8 = any(option.upper() == "SMTPUTF8" for option in mail_options)
+            encoding = "utf-8" if smtputf8 and smtputf8_offered else "ascii"
         address.encode(encoding)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = [
     "MAXIMUM_LINE",
@@ -54,10 +54,11 @@ def give_timeout(sock: socket.socket, timeout: float | None) -> None:
 
 
 _LINE = re.compile(rb"[2-5][0-9]{2}(?:[ -]|\r?\n|\Z)")
+# The usual reply, whole in the buffer: one line, "250 text" or "250".
+_ONE_LINE = re.compile(rb"([2-5][0-9]{2})(?: ([^\n]*)|\r?)\n")
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(NamedTuple):
     """One reply: its code (-1 when refused), its text, and the raw lines for debug output."""
 
     code: int
@@ -101,6 +102,28 @@ class ReplyReader:
     def read(self, time_left: Callable[[], float | None]) -> Reply:
         """The next whole reply. Raises :class:`EOFError` when the server closed the connection
         first, and the socket's own errors (a timeout, a reset)."""
+        buffer = self.buffer
+        if not buffer:
+            give_timeout(self.sock, time_left())
+            chunk = self.sock.recv(_RECEIVE)
+            self.received += len(chunk)
+            buffer += chunk
+        return self.buffered() or self._read_lines(time_left)
+
+    def buffered(self) -> Reply | None:
+        """The next reply when it is already here whole and on one line (the usual reply, and
+        every reply after the first of a pipelined group), without a system call; else None."""
+        buffer = self.buffer
+        found = _ONE_LINE.match(buffer)
+        if found is None or found.end() > MAXIMUM_LINE:
+            return None
+        code, text = found.group(1, 2)  # before the buffer they point into changes
+        end = found.end()
+        line = bytes(buffer[:end])
+        del buffer[:end]
+        return Reply(int(code), text.strip(b" \t\r") if text else b"", (line,))
+
+    def _read_lines(self, time_left: Callable[[], float | None]) -> Reply:
         lines: list[bytes] = []
         texts: list[bytes] = []
         size = 0
