@@ -14,7 +14,7 @@ import email.utils
 import smtplib
 import ssl
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from smtp_resilience.engine.session import DEFAULT_TIMEOUT, ResilientSession
@@ -95,19 +95,24 @@ class ResilientSMTP(ResilientSession):
             self._prepared = transaction
             return {}
         error = self._run(transaction)
-        states = transaction.recipients
-        if error is not None and (not states.delivered or states.ambiguous):
+        if error is not None:
             self._recipient_failure = error
             raise error
-        return states.undelivered()
+        return transaction.recipients.undelivered()
 
     def _run(self, transaction: MailTransaction) -> SMTPResilienceError | None:
+        """Run the transaction; the error ``sendmail`` raises for it: when nobody got the
+        message, or someone may have got it twice (ambiguous), else None."""
         with self.call:
             self._last_transaction = transaction
             try:
-                return transaction.run()
+                error = transaction.run()
             finally:
                 self._carried_mail = self.sock is not None
+        states = transaction.recipients
+        if error is not None and (not states.delivered or states.ambiguous):
+            return error
+        return None
 
     @property
     def last_report(self) -> DeliveryReport | None:
@@ -179,50 +184,58 @@ class ResilientSMTP(ResilientSession):
         messages before it.
         """
         reports: list[DeliveryReport] = []
+        try:
+            for report, _ in self.deliver_each(messages):
+                reports.append(report)
+        except BaseException as error:
+            error.batch_reports = reports  # type: ignore[attr-defined]
+            raise
+        return reports
+
+    def deliver_each(
+        self, messages: Iterable[BatchItem]
+    ) -> Generator[tuple[DeliveryReport, SMTPResilienceError | None], None, None]:
+        """:meth:`deliver_many` one message at a time: each message's report, and the error
+        ``sendmail`` would have raised for it (None when someone got it), as soon as it is
+        settled. Stopping early is safe: an envelope already on the wire is dropped with the
+        connection."""
         items = iter(messages)
-        upcoming = self._prepare_next(items, reports)
+        upcoming = self._prepare_next(items)
         while upcoming is not None:
             current = upcoming
             upcoming = None
             try:
-                upcoming = self._prepare_next(items, reports)
+                upcoming = self._prepare_next(items)
                 current.following = upcoming
-                self._run(current)
-            except BaseException as error:
-                if upcoming is not None and upcoming.wrote_ahead_on(self.sock):
-                    self.close()  # its envelope is on the wire: no later call may read its replies
-                error.batch_reports = reports  # type: ignore[attr-defined]
+                error = self._run(current)
+                yield current.report(), error
+            except BaseException:  # a failure, or the caller stopped: no later call may read
+                # the replies to an envelope that went out ahead
+                if any(t is not None and t.wrote_ahead_on(self.sock) for t in (current, upcoming)):
+                    self.close()
                 raise
-            reports.append(current.report())
-        return reports
 
-    def _prepare_next(
-        self, items: Iterator[BatchItem], reports: list[DeliveryReport]
-    ) -> MailTransaction | None:
+    def _prepare_next(self, items: Iterator[BatchItem]) -> MailTransaction | None:
         """The next message's transaction, built as ``sendmail`` builds it, not yet run."""
+        item = next(items, None)
+        if item is None:
+            return None
+        sender: str | None = None
+        recipients: str | Sequence[str] | None = None
+        message: email.message.Message | bytes | str = item  # type: ignore[assignment]
+        if not isinstance(item, email.message.Message):
+            sender, recipients, message = item
+        self._preparing = True
         try:
-            item = next(items, None)
-            if item is None:
-                return None
-            sender: str | None = None
-            recipients: str | Sequence[str] | None = None
-            message: email.message.Message | bytes | str = item  # type: ignore[assignment]
-            if not isinstance(item, email.message.Message):
-                sender, recipients, message = item
-            self._preparing = True
-            try:
-                if isinstance(message, email.message.Message):
-                    self.send_message(message, sender, recipients)
-                else:
-                    self.sendmail(sender or "", recipients or (), message)
-            finally:
-                self._preparing = False
-            prepared, self._prepared = self._prepared, None
-            assert prepared is not None
-            return prepared
-        except BaseException as error:
-            error.batch_reports = reports  # type: ignore[attr-defined]
-            raise
+            if isinstance(message, email.message.Message):
+                self.send_message(message, sender, recipients)
+            else:
+                self.sendmail(sender or "", recipients or (), message)
+        finally:
+            self._preparing = False
+        prepared, self._prepared = self._prepared, None
+        assert prepared is not None
+        return prepared
 
 
 class ResilientSMTP_SSL(ResilientSMTP, smtplib.SMTP_SSL):  # noqa: N801 - mirrors smtplib's name

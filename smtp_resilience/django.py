@@ -28,16 +28,17 @@ Django's meaning, and so does ``fail_silently``: every error this library raises
 from __future__ import annotations
 
 import functools
+import smtplib
 import sys
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail.backends.smtp import EmailBackend as DjangoSMTPBackend
 
-from smtp_resilience.client import ResilientSMTP, ResilientSMTP_SSL
+from smtp_resilience.client import BatchItem, ResilientSMTP, ResilientSMTP_SSL
 from smtp_resilience.policy.retry import RetryPolicy
 from smtp_resilience.policy.values import PolicyConfigError
 
@@ -88,6 +89,7 @@ class EmailBackend(DjangoSMTPBackend):  # type: ignore[misc]  # Django ships no 
     """Django's SMTP backend on ResilientSMTP / ResilientSMTP_SSL with the configured policy."""
 
     policy: RetryPolicy
+    connection: Any  # Django's: the smtplib-like connection, or None when closed
 
     def __init__(self, *args: Any, policy: object = None, **kwargs: Any) -> None:
         alias = kwargs.get("alias")
@@ -106,3 +108,78 @@ class EmailBackend(DjangoSMTPBackend):  # type: ignore[misc]  # Django ships no 
         # Django calls it like smtplib's class: (host, port, local_hostname=, timeout=, context=)
         resilient = ResilientSMTP_SSL if self.use_ssl else ResilientSMTP
         return functools.partial(resilient, policy=self.policy)
+
+    def send_messages(self, email_messages: Sequence[Any]) -> int:
+        """Django's ``send_messages``, the messages sent as one batch on the connection.
+
+        Each message's envelope and bytes are Django's own (its ``_send`` prepares them); they
+        go through :meth:`ResilientSMTP.deliver_each`, so with PIPELINING the next message's
+        envelope rides with this one's final dot. The count and the errors are Django's: the
+        first message nobody got raises its error (or, with ``fail_silently``, is not counted).
+        A failure of the session itself ends the batch, with ``fail_silently`` too.
+        """
+        if not email_messages:
+            return 0
+        with self._lock:
+            new_conn_created = self.open()
+            if not self.connection or new_conn_created is None:
+                return 0  # open() failed silently
+            try:
+                if not isinstance(self.connection, ResilientSMTP):  # replaced, e.g. by a test
+                    return sum(1 for message in email_messages if self._send(message))
+                return self._send_batch(email_messages)
+            finally:
+                if new_conn_created:
+                    self.close()
+
+    def _send_batch(self, email_messages: Iterable[Any]) -> int:
+        sent = 0
+        connection: ResilientSMTP = self.connection
+        batch = connection.deliver_each(self._envelopes(email_messages))
+        try:
+            for _, error in batch:
+                if error is None:
+                    sent += 1
+                elif not self.fail_silently:
+                    raise error
+        except smtplib.SMTPException:
+            if not self.fail_silently:
+                raise
+        finally:
+            batch.close()
+        return sent
+
+    def _envelopes(self, email_messages: Iterable[Any]) -> Iterator[BatchItem]:
+        """What Django's ``_send`` would hand to ``sendmail``, for each message that has any."""
+        connection: ResilientSMTP = self.connection
+        recorder = _Recorder()
+        for message in email_messages:
+            self.connection = recorder
+            try:
+                self._send(message)
+            finally:
+                self.connection = connection
+            if recorder.taken is not None:
+                item, recorder.taken = recorder.taken, None
+                yield item
+
+
+class _Recorder:
+    """Stands in for the connection while Django's ``_send`` prepares a message: takes what
+    it would send instead of sending it."""
+
+    def __init__(self) -> None:
+        self.taken: BatchItem | None = None
+
+    def sendmail(
+        self,
+        from_addr: str,
+        to_addrs: str | Sequence[str],
+        msg: bytes | str,
+        mail_options: Sequence[str] = (),
+        rcpt_options: Sequence[str] = (),
+    ) -> dict[str, tuple[int, bytes]]:
+        if mail_options or rcpt_options:  # Django passes none; a batch item carries none
+            raise TypeError("a batched send takes no MAIL or RCPT options")
+        self.taken = (from_addr, to_addrs, msg)
+        return {}

@@ -216,3 +216,56 @@ def test_starttls_and_login_are_replayed_after_a_reconnect(
     [delivery] = server.deliveries
     assert (delivery.tls, delivery.login) == (True, "app")
     assert server.connections == 2
+
+
+# -- send_messages: one batch on one connection ---------------------------------------------------
+
+
+def messages(*recipients: str) -> list[EmailMessage]:
+    return [
+        EmailMessage(f"Notice {n}", "Body.", "app@example.com", [r])
+        for n, r in enumerate(recipients)
+    ]
+
+
+def test_send_messages_sends_the_batch_on_one_connection_with_the_envelopes_pipelined(
+    server: ScriptedSMTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes: list[bytes] = []
+    original = smtplib.SMTP.send
+
+    def recording(self: smtplib.SMTP, data: bytes | str) -> None:
+        writes.append(data.encode() if isinstance(data, str) else bytes(data))
+        original(self, data)
+
+    monkeypatch.setattr(smtplib.SMTP, "send", recording)
+    assert get_connection().send_messages(messages(A, B, A)) == 3
+    assert server.connections == 1
+    assert [d.rcpt_tos for d in server.deliveries] == [(A,), (B,), (A,)]
+    ahead = [w for w in writes if b"\r\n.\r\nmail FROM:" in w]
+    assert len(ahead) == (2 if server.options.pipelining else 0)
+
+
+def test_send_messages_raises_for_the_first_message_nobody_got_as_django_does(
+    server: ScriptedSMTPServer,
+) -> None:
+    server.refuse(B, "550 5.1.1 no such user")
+    with pytest.raises(MailboxUnavailable):
+        get_connection().send_messages(messages(A, B, A))
+    assert [d.rcpt_tos for d in server.deliveries] == [(A,)]  # the third was never sent
+
+
+def test_send_messages_with_fail_silently_counts_only_the_messages_someone_got(
+    server: ScriptedSMTPServer,
+) -> None:
+    server.refuse(B, "550 5.1.1 no such user")
+    assert get_connection(fail_silently=True).send_messages(messages(A, B, A)) == 2
+    assert [d.rcpt_tos for d in server.deliveries] == [(A,), (A,)]
+
+
+def test_send_messages_skips_a_message_without_recipients_as_django_does(
+    server: ScriptedSMTPServer,
+) -> None:
+    empty = EmailMessage("Nobody", "Body.", "app@example.com", [])
+    assert get_connection().send_messages([empty, *messages(A)]) == 1
+    assert [d.rcpt_tos for d in server.deliveries] == [(A,)]
