@@ -185,3 +185,53 @@ def test_jitter_adds_at_most_its_amount(clock: FakeClock) -> None:
     assert all(
         0 <= delay - min(2.0**n, 30.0) <= 0.5 or delay == 30.0 for n, delay in enumerate(delays)
     )
+
+
+# -- the outbox's long schedule ---------------------------------------------------------------
+
+
+def test_the_default_outbox_schedule_is_every_5_minutes_for_an_hour_then_growing_to_hourly() -> (
+    None
+):
+    from smtp_resilience.policy.schedule import OutboxSchedule
+
+    schedule = RetryPolicy().outbox_schedule
+    assert schedule == OutboxSchedule.parse("F,1h,5m; G,5d,5m,1.5,1h")
+    assert schedule.next_wait(0, None) == 300
+    assert schedule.next_wait(3599, 300) == 300
+    assert schedule.next_wait(3600, 300) == 450  # x1.5 from the last wait
+    assert schedule.next_wait(7200, 3600) == 3600  # never more than hourly
+    assert schedule.lifetime == 5 * 86400
+    assert schedule.next_wait(5 * 86400, 3600) is None  # given up
+
+
+def test_a_server_hint_is_a_lower_bound_but_never_past_the_lifetime() -> None:
+    from smtp_resilience.policy.schedule import OutboxSchedule
+
+    schedule = OutboxSchedule.parse("F,10m,1m")
+    assert schedule.next_wait(0, None, hint=300) == 300
+    assert schedule.next_wait(0, None, hint=5) == 60
+    assert schedule.next_wait(500, 60, hint=300) == 100  # the last try, at the lifetime
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("X,1h,5m", "is not F,<until>,<interval>"),
+        ("F,1h", "is not F,<until>,<interval>"),
+        ("F,1h,soon", "'soon' is not a duration"),
+        ("G,2h,5m,0.5", "multiplier must be >= 1"),
+        ("F,2h,5m; F,1h,5m", "must end later one after another"),
+        ("", "is not a schedule"),
+    ],
+)
+def test_a_bad_outbox_schedule_is_refused_with_the_phase_named(text: str, problem: str) -> None:
+    with pytest.raises(PolicyConfigError) as caught:
+        RetryPolicy.from_mapping({"outbox_schedule": text})
+    assert str(caught.value).startswith("outbox_schedule")
+    assert problem in str(caught.value)
+
+
+def test_the_outbox_schedule_is_read_from_the_environment_too() -> None:
+    policy = RetryPolicy.from_env(environ={"SMTP_RETRY_OUTBOX_SCHEDULE": "F,30s,1s"})
+    assert policy.outbox_schedule.lifetime == 30

@@ -11,9 +11,9 @@ plain data into :class:`PolicyChanges`, the field changes that
 
 Keys are the policy's fields (``max_attempts``, ``initial_delay``, ``max_delay``, ``multiplier``,
 ``jitter``, ``deadline``, ``retry_ambiguous``, ``honor_retry_hints``, ``mask_addresses``,
-``pipelining``, ``overrides``) plus ``text_overrides`` (reply text patterns) and ``preset`` (a
-provider preset from :mod:`smtp_resilience.policy.presets`, applied first). ``-`` and ``_`` are
-interchangeable in keys.
+``pipelining``, ``outbox_schedule``, ``overrides``) plus ``text_overrides`` (reply text
+patterns) and ``preset`` (a provider preset from :mod:`smtp_resilience.policy.presets`, applied
+first). ``-`` and ``_`` are interchangeable in keys.
 Durations accept seconds or strings such as ``"500ms"``, ``"30s"``, ``"2m"``, ``"1h"``.
 
 Every problem raises :class:`~smtp_resilience.policy.values.PolicyConfigError` naming the key, or
@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smtp_resilience.policy.presets import preset_named
+from smtp_resilience.policy.schedule import parse_schedule
 from smtp_resilience.policy.values import (
     PolicyConfigError,
     parse_attempts,
@@ -142,6 +143,7 @@ _FIELD_PARSERS: dict[str, Callable[..., object]] = {
     "honor_retry_hints": parse_bool,
     "mask_addresses": parse_bool,
     "pipelining": parse_bool,
+    "outbox_schedule": parse_schedule,
 }
 CONFIG_KEYS: tuple[str, ...] = (
     *sorted([*_FIELD_PARSERS, "overrides"]),

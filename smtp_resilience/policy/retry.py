@@ -23,6 +23,7 @@ from typing import Any
 import tenacity
 
 from smtp_resilience.policy import loaders
+from smtp_resilience.policy.schedule import OutboxSchedule
 from smtp_resilience.policy.values import (
     PolicyConfigError,
     check_attempts,
@@ -45,6 +46,8 @@ class RetryPolicy:
     ``None`` means no deadline. ``pipelining`` sends MAIL, every RCPT and DATA in one write
     when the server offers PIPELINING [RFC 2920], and, in ``deliver_many``, the next message's
     envelope right after the final dot: one round trip a message instead of four or more.
+    ``outbox_schedule`` is the long schedule of the outbox and the Celery task, after a send
+    has run out of this policy (see :mod:`smtp_resilience.policy.schedule`).
     """
 
     max_attempts: int = 5
@@ -58,6 +61,7 @@ class RetryPolicy:
     honor_retry_hints: bool = True
     mask_addresses: bool = False
     pipelining: bool = True
+    outbox_schedule: OutboxSchedule = field(default_factory=OutboxSchedule.default)
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
 
@@ -78,6 +82,10 @@ class RetryPolicy:
             )
         if self.deadline is not None:
             check_seconds("deadline", self.deadline, allow_zero=False)
+        if not isinstance(self.outbox_schedule, OutboxSchedule):
+            raise PolicyConfigError(
+                "outbox_schedule", f"must be an OutboxSchedule, got {self.outbox_schedule!r}"
+            )
         if not isinstance(self.overrides, Overrides):
             raise PolicyConfigError("overrides", f"must be an Overrides, got {self.overrides!r}")
         for name in ("retry_ambiguous", "honor_retry_hints", "mask_addresses", "pipelining"):
