@@ -246,3 +246,32 @@ def test_an_empty_batch_sends_nothing(smtp_server: ScriptedSMTPServer, policy: R
     with client(smtp_server, policy) as smtp:
         assert smtp.deliver_many([]) == []
     assert "MAIL" not in smtp_server.commands
+
+
+# -- the hook a durable queue marks recipients in flight with -----------------------------
+
+
+def test_before_final_dot_sees_each_message_and_the_recipients_the_server_accepted(
+    smtp_server: ScriptedSMTPServer, policy: RetryPolicy
+) -> None:
+    smtp_server.refuse(B, "550 5.1.1 no such user")
+    seen: list[tuple[str | None, list[str]]] = []
+    with client(smtp_server, policy) as smtp:
+        smtp.before_final_dot = lambda message_id, accepted: seen.append(
+            (message_id, list(accepted))
+        )
+        smtp.deliver_many(batch(2, A, B))
+    assert seen == [("<0@t>", [A]), ("<1@t>", [A])]
+
+
+def test_when_before_final_dot_raises_nothing_is_sent(
+    smtp_server: ScriptedSMTPServer, policy: RetryPolicy
+) -> None:
+    def refuse(message_id: str | None, accepted: object) -> None:
+        raise RuntimeError("the outbox database is locked")
+
+    with client(smtp_server, policy) as smtp:
+        smtp.before_final_dot = refuse
+        with pytest.raises(RuntimeError, match="locked"):
+            smtp.sendmail(SENDER, [A], b"Subject: x\r\n\r\nhi\r\n")
+    assert smtp_server.deliveries == []

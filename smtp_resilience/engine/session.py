@@ -13,7 +13,7 @@ import binascii
 import smtplib
 import ssl
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TypeVar
@@ -74,6 +74,10 @@ class ResilientSession(BoundedSMTP):
 
     #: The policy of instances made without one; None means ``RetryPolicy.default()``.
     default_policy: ClassVar[RetryPolicy | None] = None
+    #: Called with a message's Message-ID and the recipients the server accepted, right before
+    #: its bytes go out: past this point a lost connection leaves them ambiguous. A durable
+    #: queue records them as in flight here; if it raises, nothing is sent.
+    before_final_dot: Callable[[str | None, Sequence[str]], None] | None = None
 
     def _prepare(self, policy: RetryPolicy | None) -> None:
         if policy is None:

@@ -224,6 +224,8 @@ class MailTransaction(TransactionEndings):
             code, reply = envelope.reply()
             if code != 354:
                 self._fail(code, reply, Command.DATA, accepted)
+            if smtp.before_final_dot is not None:  # e.g. the outbox marks them in flight
+                smtp.before_final_dot(self.message_id, accepted)
             trailer = self._write_following_ahead(envelope, accepted)
             wrote_ahead = bool(trailer)
             for piece in self.payload.pieces(trailer):
