@@ -284,3 +284,24 @@ class EventLog:
             "message_id": message_id,
         }
         self._emit(logging.WARNING, AMBIGUOUS_DELIVERY, fields)
+
+    def outbox(
+        self,
+        event: str,
+        *,
+        message_id: str | None,
+        recipients: Iterable[str],
+        level: int = logging.INFO,
+        **fields: Any,
+    ) -> None:
+        """One of the outbox's ``smtp.outbox.*`` events (names in :mod:`.phrases`)."""
+        if not self.logs(level):
+            return
+        if "cause" in fields:
+            fields["cause"] = self.text(str(fields["cause"]))
+        base = {
+            "host": self.host,
+            "message_id": message_id,
+            "recipients": self.addresses(recipients),
+        }
+        self._emit(level, event, {**base, **fields})

@@ -71,6 +71,14 @@ class Payload:
             return message_id_of(data[: len(data) if end < 0 else end].encode("ascii"))
         return message_id_of(data)
 
+    def message_bytes(self) -> bytes:
+        """The message as it is sent, before dot-stuffing: header line, CRLF line ends."""
+        data = self._data
+        wire = data.encode("ascii") if isinstance(data, str) else bytes(data)
+        if self._repair:
+            wire = _BARE_LINE_END.sub(b"\r\n", wire)
+        return self._header + wire
+
     def release(self) -> None:
         """Forget the message: nothing of it is kept after the send."""
         self._data = self._header = b""

@@ -15,6 +15,12 @@ __all__ = [
     "AMBIGUOUS_DELIVERY",
     "DELIVERED",
     "GAVE_UP",
+    "OUTBOX_AMBIGUOUS",
+    "OUTBOX_ATTEMPT",
+    "OUTBOX_DEAD",
+    "OUTBOX_DEFERRED",
+    "OUTBOX_DELIVERED",
+    "OUTBOX_ENQUEUED",
     "PERMANENT_FAILURE",
     "PHRASES",
     "RECIPIENT_REFUSED",
@@ -30,6 +36,12 @@ RECIPIENT_REFUSED = "smtp.recipient_refused"
 PERMANENT_FAILURE = "smtp.permanent_failure"
 GAVE_UP = "smtp.gave_up"
 AMBIGUOUS_DELIVERY = "smtp.ambiguous_delivery"
+OUTBOX_ENQUEUED = "smtp.outbox.enqueued"
+OUTBOX_ATTEMPT = "smtp.outbox.attempt"
+OUTBOX_DELIVERED = "smtp.outbox.delivered"
+OUTBOX_DEFERRED = "smtp.outbox.deferred"
+OUTBOX_DEAD = "smtp.outbox.dead"
+OUTBOX_AMBIGUOUS = "smtp.outbox.ambiguous"
 
 
 def _plural(count: int, word: str) -> str:
@@ -77,6 +89,16 @@ PHRASES: Mapping[str, Callable[[Mapping[str, Any]], str]] = {
     AMBIGUOUS_DELIVERY: lambda fields: (
         f"ambiguous delivery to {_addresses(fields.get('recipients'))}"
     ),
+    OUTBOX_ENQUEUED: lambda fields: f"queued{_for(fields.get('recipients'))}",
+    OUTBOX_ATTEMPT: lambda fields: (
+        f"outbox attempt {fields.get('attempt')}{_for(fields.get('recipients'))}"
+    ),
+    OUTBOX_DELIVERED: lambda fields: f"delivered from the outbox{_for(fields.get('recipients'))}",
+    OUTBOX_DEFERRED: lambda fields: (
+        f"deferred{_for(fields.get('recipients'))}, next try in {_seconds(fields.get('wait_s'))}"
+    ),
+    OUTBOX_DEAD: lambda fields: f"dead letter{_for(fields.get('recipients'))}",
+    OUTBOX_AMBIGUOUS: lambda fields: f"ambiguous{_for(fields.get('recipients'))}: not sent again",
 }
 """Each engine event's own phrase; what the server said and the cause follow it."""
 
