@@ -1,4 +1,4 @@
-"""The ``smtp-resilience`` command line: ``demo``, ``explain``, ``codes`` and ``send``.
+"""The ``smtp-resilience`` command line: ``demo``, ``explain``, ``codes``, ``send``, ``outbox``.
 
 ``main(argv)`` parses the arguments and returns the exit status; nothing here raises for a user's
 mistake. Argument and configuration errors print one line on standard error and exit 2, like
@@ -222,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument(
         "--json", action="store_true", help="log and report as JSON lines (log on stderr)"
     )
+    from smtp_resilience.cli.outbox import add_outbox_parser
+
+    add_outbox_parser(commands, _host, _port)
     return parser
 
 
@@ -248,6 +251,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from smtp_resilience.cli.demo import run_demo
 
             return run_demo(color=not arguments.no_color, json=arguments.json)
+        if arguments.name == "outbox":
+            from smtp_resilience.cli.outbox import run_outbox
+
+            return run_outbox(arguments)
         from smtp_resilience.cli.send import run_send
 
         return run_send(arguments)
