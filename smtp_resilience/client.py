@@ -26,6 +26,8 @@ from smtp_resilience.report import DeliveryReport
 if TYPE_CHECKING:
     from _typeshed import SizedBuffer
 
+    from smtp_resilience.outbox import Outbox, OutboxEntry
+
 __all__ = ["BatchItem", "ResilientLMTP", "ResilientSMTP", "ResilientSMTP_SSL"]
 
 #: What :meth:`ResilientSMTP.deliver_many` takes: a message (sent as ``send_message`` sends it),
@@ -39,8 +41,11 @@ BatchItem: TypeAlias = (
 class ResilientSMTP(ResilientSession):
     """``smtplib.SMTP`` that retries transient failures and maps every failure to its code.
 
-    Same constructor as ``smtplib.SMTP`` plus ``policy``. Connecting already goes through the
-    policy: a 421 greeting or a refused connection is retried.
+    Same constructor as ``smtplib.SMTP`` plus ``policy`` and ``outbox``. Connecting already goes
+    through the policy: a 421 greeting or a refused connection is retried. With an
+    :class:`~smtp_resilience.outbox.Outbox`, recipients still deferred when the policy runs out
+    are handed to it (``last_handoff``) and a send raises only when nobody got the message and
+    nobody is queued; they stay in the returned dict of recipients who did not get it yet.
     """
 
     def __init__(
@@ -52,8 +57,9 @@ class ResilientSMTP(ResilientSession):
         source_address: tuple[str, int] | None = None,
         *,
         policy: RetryPolicy | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
-        self._prepare(policy)
+        self._prepare(policy, outbox)
         super().__init__(
             host,
             port,
@@ -62,13 +68,17 @@ class ResilientSMTP(ResilientSession):
             source_address=source_address,
         )
 
-    def _prepare(self, policy: RetryPolicy | None) -> None:
+    def _prepare(self, policy: RetryPolicy | None, outbox: Outbox | None = None) -> None:
         super()._prepare(policy)
+        #: Where recipients still deferred when the policy runs out are handed off.
+        self.outbox = outbox
         self._last_transaction: MailTransaction | None = None
         self._recipient_failure: SMTPResilienceError | None = None
         self._new_message_id: str | None = None
         self._preparing = False  # sendmail builds the transaction and hands it over, unsent
         self._prepared: MailTransaction | None = None
+        #: The outbox entry the latest send handed its deferred recipients to, if any.
+        self.last_handoff: OutboxEntry | None = None
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -102,7 +112,10 @@ class ResilientSMTP(ResilientSession):
 
     def _run(self, transaction: MailTransaction) -> SMTPResilienceError | None:
         """Run the transaction; the error ``sendmail`` raises for it: when nobody got the
-        message, or someone may have got it twice (ambiguous), else None."""
+        message (nor is it queued for anyone), or someone may have got it twice (ambiguous),
+        else None."""
+        self.last_handoff = None
+        transaction.keep_waiting_message = self.outbox is not None
         with self.call:
             self._last_transaction = transaction
             try:
@@ -110,9 +123,18 @@ class ResilientSMTP(ResilientSession):
             finally:
                 self._carried_mail = self.sock is not None
         states = transaction.recipients
-        if error is not None and (not states.delivered or states.ambiguous):
+        queued = self._hand_off(transaction)
+        if error is not None and (not (states.delivered or queued) or states.ambiguous):
             return error
         return None
+
+    def _hand_off(self, transaction: MailTransaction) -> bool:
+        """Give the recipients still waiting to the outbox; whether it took any."""
+        kept, transaction.kept = transaction.kept, None
+        if self.outbox is None or kept is None:
+            return False
+        self.last_handoff = self.outbox.enqueue_report(transaction.report(), kept)
+        return self.last_handoff is not None
 
     @property
     def last_report(self) -> DeliveryReport | None:
@@ -259,8 +281,9 @@ class ResilientSMTP_SSL(ResilientSMTP, smtplib.SMTP_SSL):  # noqa: N801 - mirror
             source_address: tuple[str, int] | None = None,
             context: ssl.SSLContext | None = None,
             policy: RetryPolicy | None = None,
+            outbox: Outbox | None = None,
         ) -> None:
-            self._prepare(policy)
+            self._prepare(policy, outbox)
             # super() past the session is smtplib.SMTP_SSL, even while smtplib is patched
             super(ResilientSession, self).__init__(
                 host,
@@ -285,8 +308,9 @@ class ResilientSMTP_SSL(ResilientSMTP, smtplib.SMTP_SSL):  # noqa: N801 - mirror
             context: ssl.SSLContext | None = None,
             *,
             policy: RetryPolicy | None = None,
+            outbox: Outbox | None = None,
         ) -> None:
-            self._prepare(policy)
+            self._prepare(policy, outbox)
             files: dict[str, Any] = {}  # passed on only when given: smtplib warns about them
             if keyfile is not None:
                 files["keyfile"] = keyfile
@@ -322,5 +346,8 @@ class ResilientLMTP(ResilientSMTP, smtplib.LMTP):
         timeout: float = DEFAULT_TIMEOUT,
         *,
         policy: RetryPolicy | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
-        super().__init__(host, port, local_hostname, timeout, source_address, policy=policy)
+        super().__init__(
+            host, port, local_hostname, timeout, source_address, policy=policy, outbox=outbox
+        )

@@ -206,3 +206,35 @@ def test_bad_outbox_arguments_are_usage_errors_that_name_the_problem(
     argv = [str(database) if part == "DB" else part for part in argv]
     assert main(argv) == 2
     assert problem in capsys.readouterr().err
+
+
+def test_a_client_with_an_outbox_hands_its_deferred_recipients_off_and_does_not_raise(
+    outbox: Outbox, smtp_server: ScriptedSMTPServer, policy: RetryPolicy
+) -> None:
+    smtp_server.refuse(A, ["451 4.7.1 greylisted, try again later"] * 2)
+    with ResilientSMTP(
+        smtp_server.host, smtp_server.port, policy=policy.replace(max_attempts=2), outbox=outbox
+    ) as smtp:
+        refused = smtp.sendmail("app@example.com", [A], b"Subject: x\r\n\r\nhi\r\n")
+        handed = smtp.last_handoff
+    assert list(refused) == [A]  # not delivered yet, queued instead of raised
+    assert handed is not None
+    assert [r.address for r in handed.recipients] == [A]
+    assert smtp_server.deliveries == []
+    stored = outbox.message(handed.id)
+    assert stored is not None
+    assert stored.endswith(b"Subject: x\r\n\r\nhi\r\n")
+
+
+def test_a_client_with_an_outbox_still_raises_when_every_recipient_was_refused(
+    outbox: Outbox, smtp_server: ScriptedSMTPServer, policy: RetryPolicy
+) -> None:
+    from smtp_resilience import MailboxUnavailable
+
+    smtp_server.refuse(A, "550 5.1.1 no such user")
+    with (
+        ResilientSMTP(smtp_server.host, smtp_server.port, policy=policy, outbox=outbox) as smtp,
+        pytest.raises(MailboxUnavailable),
+    ):
+        smtp.sendmail("app@example.com", [A], b"Subject: x\r\n\r\nhi\r\n")
+    assert outbox.entries() == []

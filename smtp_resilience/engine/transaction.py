@@ -80,6 +80,10 @@ class MailTransaction(TransactionEndings):
         self._message_id: str | None = None
         self._found_id = False
         self._report: DeliveryReport | None = None
+        #: Keep the message's bytes when some recipient is still waiting at the end, for a
+        #: hand-off to a durable outbox (``kept``); otherwise nothing of it is kept.
+        self.keep_waiting_message = False
+        self.kept: bytes | None = None
 
     @property
     def message_id(self) -> str | None:
@@ -113,6 +117,8 @@ class MailTransaction(TransactionEndings):
             self.error = failure
         finally:
             self.message_id  # noqa: B018 - read while the message is still here
+            if self.keep_waiting_message and self.recipients.pending:
+                self.kept = self.payload.message_bytes()
             self.payload.release()
             self._envelope = self._ahead = self.following = None
         self.elapsed = self.policy.clock() - smtp.call.started
