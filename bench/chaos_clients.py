@@ -1,8 +1,10 @@
-"""The two clients the chaos soak compares, and what each told its caller per message.
+"""The clients the chaos soak compares, and what each told its caller per message.
 
 ``NaiveSender`` is the retry loop people write around smtplib: on any SMTPException or OSError,
 reconnect and resend the whole message. ``ResilientSender`` is ResilientSMTP with tiny backoff
-that is recorded rather than slept. Both get ``ATTEMPTS`` tries per message.
+that is recorded rather than slept, one ``send_message`` per message. ``BatchedSender`` is the
+same ResilientSMTP sending a batch of messages through one ``deliver_many`` call. Every client
+gets ``ATTEMPTS`` tries per message.
 """
 
 from __future__ import annotations
@@ -13,9 +15,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 
-from smtp_resilience import ResilientSMTP, RetryPolicy, SMTPResilienceError
+from smtp_resilience import (
+    DeliveryReport,
+    Outcome,
+    ResilientSMTP,
+    RetryPolicy,
+    SMTPResilienceError,
+)
 
-__all__ = ["ATTEMPTS", "ClientView", "NaiveSender", "ResilientSender"]
+__all__ = [
+    "ATTEMPTS",
+    "BatchStopped",
+    "BatchedSender",
+    "ClientView",
+    "NaiveSender",
+    "ResilientSender",
+    "view_from_report",
+]
 
 ATTEMPTS = 10  # for both clients; the chaos mix never needs more than about six
 
@@ -28,6 +44,33 @@ class ClientView:
     refused: dict[str, tuple[int, bytes]]  # the refused dict, or the raised error's recipients
     error: BaseException | None = None
     ambiguous: set[str] = field(default_factory=set)
+    outcomes: dict[str, str] = field(default_factory=dict)  # a report's word on the undelivered
+
+
+def view_from_report(report: DeliveryReport) -> ClientView:
+    """What a DeliveryReport told the caller (``deliver_many`` raises for none of these)."""
+    return ClientView(
+        claimed=set(report.delivered),
+        refused={
+            r.recipient: (r.code or 0, r.reply.encode())
+            for r in report.recipients
+            if r.outcome is Outcome.REFUSED
+        },
+        ambiguous=set(report.ambiguous),
+        outcomes={
+            r.recipient: f"{r.outcome.value}: {r.code} {r.reply}"
+            for r in report.recipients
+            if r.outcome is not Outcome.DELIVERED
+        },
+    )
+
+
+class BatchStopped(Exception):
+    """``deliver_many`` raised: a view for each message of the batch, sent or not."""
+
+    def __init__(self, views: list[ClientView]) -> None:
+        super().__init__(f"the batch stopped after {len(views)} views")
+        self.views = views
 
 
 class NaiveSender:
@@ -60,6 +103,8 @@ class NaiveSender:
 
 
 class ResilientSender:
+    """ResilientSMTP, one ``send_message`` per message, backoff recorded and not slept."""
+
     def __init__(self, host: str, port: int) -> None:
         self.sleeps: list[float] = []
         policy = RetryPolicy(
@@ -88,3 +133,18 @@ class ResilientSender:
 
     def close(self) -> None:
         self.smtp.quit()
+
+
+class BatchedSender(ResilientSender):
+    """The same ResilientSMTP, a whole batch of messages through one ``deliver_many`` call."""
+
+    def send_batch(self, messages: Sequence[EmailMessage]) -> list[ClientView]:
+        try:
+            reports = self.smtp.deliver_many(messages)
+        except Exception as error:  # a fatal error: the reports so far, then this one's error
+            views = [view_from_report(r) for r in getattr(error, "batch_reports", [])]
+            recipients = dict(getattr(error, "recipients", None) or {})
+            views.append(ClientView(set(), recipients, error))
+            views += [ClientView(set(), {}, error) for _ in messages[len(views) :]]
+            raise BatchStopped(views[: len(messages)]) from error
+        return [view_from_report(report) for report in reports]
