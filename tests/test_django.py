@@ -269,3 +269,43 @@ def test_send_messages_skips_a_message_without_recipients_as_django_does(
     empty = EmailMessage("Nobody", "Body.", "app@example.com", [])
     assert get_connection().send_messages([empty, *messages(A)]) == 1
     assert [d.rcpt_tos for d in server.deliveries] == [(A,)]
+
+
+# -- handing messages to the outbox instead of sending in the request ----------------------------
+
+
+def test_with_an_outbox_the_backend_queues_and_the_management_command_sends(
+    server: ScriptedSMTPServer, tmp_path: Any
+) -> None:
+    from django.core.management import call_command
+
+    from smtp_resilience.django.management.commands.smtp_outbox import Command
+    from smtp_resilience.outbox import Outbox, RecipientState
+
+    path = str(tmp_path / "outbox.sqlite3")
+    with override_settings(SMTP_RESILIENCE={**NO_WAITING, "outbox": path}):
+        assert send(recipients=(A, B)) == 1
+        assert server.connections == 0  # nothing was sent in the request
+        (entry,) = Outbox(path).entries()
+        assert [r.address for r in entry.recipients] == [A, B]
+        call_command(Command(), "--until-empty", "--poll", "0.05")
+    found = Outbox(path).entry(entry.id)
+    assert found is not None
+    assert [r.state for r in found.recipients] == [RecipientState.DELIVERED] * 2
+    assert [d.rcpt_tos for d in server.deliveries] == [(A, B)]
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        ({"outbox": 5}, "outbox: must be a file path"),
+        ({"celery": "yes"}, "celery: must be True or False"),
+        ({"outbox": "x.sqlite3", "celery": True}, "not both"),
+    ],
+)
+def test_a_bad_hand_off_setting_fails_when_the_backend_is_made(
+    options: dict[str, object], problem: str
+) -> None:
+    with override_settings(SMTP_RESILIENCE=options), pytest.raises(PolicySettingError) as caught:
+        EmailBackend()
+    assert problem in str(caught.value)

@@ -28,11 +28,12 @@ Django's meaning, and so does ``fail_silently``: every error this library raises
 from __future__ import annotations
 
 import functools
+import os
 import smtplib
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -41,6 +42,9 @@ from django.core.mail.backends.smtp import EmailBackend as DjangoSMTPBackend
 from smtp_resilience.client import BatchItem, ResilientSMTP, ResilientSMTP_SSL
 from smtp_resilience.policy.retry import RetryPolicy
 from smtp_resilience.policy.values import PolicyConfigError
+
+if TYPE_CHECKING:
+    from smtp_resilience.outbox import Outbox
 
 __all__ = ["SETTING", "EmailBackend", "PolicySettingError", "policy_from_settings"]
 
@@ -56,6 +60,9 @@ class PolicySettingError(ImproperlyConfigured, PolicyConfigError):  # type: igno
     """The policy setting cannot be used; also a ``ValueError``, and the message names the key."""
 
 
+_HANDOFF_KEYS = ("outbox", "celery")
+
+
 def _policy(configured: object, where: str) -> RetryPolicy:
     if configured is None:
         return RetryPolicy.interactive()
@@ -65,11 +72,26 @@ def _policy(configured: object, where: str) -> RetryPolicy:
         raise PolicySettingError(
             where, f"must be a dict of retry policy keys or a RetryPolicy, got {configured!r}"
         )
+    keys = {key: value for key, value in configured.items() if key not in _HANDOFF_KEYS}
     try:
-        return RetryPolicy.from_mapping(configured)
+        return RetryPolicy.from_mapping(keys)
     except PolicyConfigError as error:
         label = f"{where}: {error.field}" if error.field else where
         raise PolicySettingError(label, error.problem) from None
+
+
+def _handoff(configured: object, where: str) -> tuple[str | None, bool]:
+    """Where the backend hands messages instead of sending them: an outbox file, Celery."""
+    if not isinstance(configured, Mapping):
+        return None, False
+    outbox, celery = configured.get("outbox"), configured.get("celery", False)
+    if outbox is not None and (not isinstance(outbox, (str, os.PathLike)) or not str(outbox)):
+        raise PolicySettingError(f"{where}: outbox", f"must be a file path, got {outbox!r}")
+    if not isinstance(celery, bool):
+        raise PolicySettingError(f"{where}: celery", f"must be True or False, got {celery!r}")
+    if outbox is not None and celery:
+        raise PolicySettingError(where, "hand messages to the outbox or to Celery, not both")
+    return (None if outbox is None else os.fspath(outbox)), celery
 
 
 def policy_from_settings() -> RetryPolicy:
@@ -99,9 +121,12 @@ class EmailBackend(DjangoSMTPBackend):  # type: ignore[misc]  # Django ships no 
             super().__init__(*args, **kwargs)
         if policy is not None:
             where = f"MAILERS[{alias!r}]['OPTIONS']['policy']" if alias else "policy"
-            self.policy = _policy(policy, where)
         else:
-            self.policy = policy_from_settings()
+            policy, where = getattr(settings, SETTING, None), SETTING
+        self.policy = _policy(policy, where)
+        #: An outbox file to hand messages to, or Celery, instead of sending in the request.
+        self.outbox_path, self.use_celery = _handoff(policy, where)
+        self._outbox: Outbox | None = None
 
     @property
     def connection_class(self) -> Callable[..., ResilientSMTP]:
@@ -120,6 +145,9 @@ class EmailBackend(DjangoSMTPBackend):  # type: ignore[misc]  # Django ships no 
         """
         if not email_messages:
             return 0
+        if self.outbox_path is not None or self.use_celery:
+            with self._lock:
+                return self._hand_off(email_messages)
         with self._lock:
             new_conn_created = self.open()
             if not self.connection or new_conn_created is None:
@@ -131,6 +159,23 @@ class EmailBackend(DjangoSMTPBackend):  # type: ignore[misc]  # Django ships no 
             finally:
                 if new_conn_created:
                     self.close()
+
+    def _hand_off(self, email_messages: Iterable[Any]) -> int:
+        """Queue each message (Django's own envelope and bytes) instead of sending it."""
+        if self.use_celery:
+            from smtp_resilience.celery import enqueue_from_django
+
+            return sum(1 for item in self._envelopes(email_messages) if enqueue_from_django(item))
+        if self._outbox is None:
+            from smtp_resilience.outbox import Outbox
+
+            assert self.outbox_path is not None
+            self._outbox = Outbox(self.outbox_path)
+        queued = 0
+        for sender, recipients, data in self._envelopes(email_messages):
+            self._outbox.enqueue(data, sender=sender, recipients=recipients, policy=self.policy)
+            queued += 1
+        return queued
 
     def _send_batch(self, email_messages: Iterable[Any]) -> int:
         sent = 0
