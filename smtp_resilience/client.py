@@ -133,7 +133,9 @@ class ResilientSMTP(ResilientSession):
         kept, transaction.kept = transaction.kept, None
         if self.outbox is None or kept is None:
             return False
-        self.last_handoff = self.outbox.enqueue_report(transaction.report(), kept)
+        self.last_handoff = self.outbox.enqueue_report(
+            transaction.report(), kept, policy=self.policy
+        )
         return self.last_handoff is not None
 
     @property

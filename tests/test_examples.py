@@ -14,10 +14,12 @@ EXPECTED = {
     "plain_vs_resilient.py": ["plain smtplib: lost the mail", "ResilientSMTP: delivered 1 time(s)"],
     "decorator.py": ["after a 421: delivered 1 time(s)", "a 550 is not retried: 550 5.1.1"],
     "patch_third_party.py": ["alert delivered 1 time(s) despite a 421", "smtplib restored: True"],
-    "web_app_queue.py": [
-        "delivered: alice@example.com",
+    "web_app_outbox.py": [
+        "in the request, delivered: alice@example.com",
         "refused for good: nobody@example.com",
-        "queued for later: bob@example.com",
+        "handed to the outbox: bob@example.com",
+        "bob got it 1 time(s)",
+        "alice got it 1 time(s)",
     ],
     "django_settings.py": ["send_mail returned 1; delivered 1", "with a 550: send_mail returned 0"],
     "custom_policy.py": ["Yahoo's TS03: fail message", "treated as transient: delivered 1 time(s)"],
