@@ -5,7 +5,7 @@ are retried with backoff, permanent (5xx) ones raise at once with an exception n
 and every failure is logged with a plain-language cause. See the README for the tour.
 """
 
-from smtp_resilience.client import ResilientLMTP, ResilientSMTP, ResilientSMTP_SSL
+from smtp_resilience.client import BatchItem, ResilientLMTP, ResilientSMTP, ResilientSMTP_SSL
 from smtp_resilience.engine.mapping import error_for
 from smtp_resilience.errors import (
     AccessDenied,
@@ -35,8 +35,18 @@ from smtp_resilience.errors import (
     TransientSMTPError,
     UserNotLocal,
 )
+from smtp_resilience.outbox import (
+    EntryState,
+    Outbox,
+    OutboxEntry,
+    OutboxEvent,
+    OutboxRecipient,
+    RecipientState,
+    RunStats,
+)
 from smtp_resilience.policy.presets import PRESETS, ProviderPreset, ProviderReply
 from smtp_resilience.policy.retry import RetryPolicy
+from smtp_resilience.policy.schedule import OutboxSchedule
 from smtp_resilience.policy.values import PolicyConfigError
 from smtp_resilience.replies.classification import Decision, Explanation, Verdict, classify, explain
 from smtp_resilience.replies.codes import Category, Command, ReplyClass, ReplyCode, reply_code
@@ -52,6 +62,7 @@ __all__ = [
     "Attempt",
     "AuthenticationFailed",
     "BadCommandSequence",
+    "BatchItem",
     "Category",
     "Command",
     "CommandNotImplemented",
@@ -62,6 +73,7 @@ __all__ = [
     "DeliveryReport",
     "DoesNotAcceptMail",
     "EnhancedStatus",
+    "EntryState",
     "Explanation",
     "InsufficientStorage",
     "LocalErrorInProcessing",
@@ -69,6 +81,11 @@ __all__ = [
     "MailboxNameNotAllowed",
     "MailboxUnavailable",
     "NoRecipients",
+    "Outbox",
+    "OutboxEntry",
+    "OutboxEvent",
+    "OutboxRecipient",
+    "OutboxSchedule",
     "Outcome",
     "Override",
     "Overrides",
@@ -80,12 +97,14 @@ __all__ = [
     "ProviderPreset",
     "ProviderReply",
     "RecipientOutcome",
+    "RecipientState",
     "ReplyClass",
     "ReplyCode",
     "ResilientLMTP",
     "ResilientSMTP",
     "ResilientSMTP_SSL",
     "RetryPolicy",
+    "RunStats",
     "SMTPPatch",
     "SMTPResilienceError",
     "ServiceNotAvailable",

@@ -53,7 +53,7 @@ ALLOWED: dict[str, set[str]] = {
         "spool",
     },
     "__main__": {"cli"},
-    "__init__": {"replies", "report", "errors", "policy", "engine", "client", "wrappers"},
+    "__init__": {"replies", "report", "errors", "policy", "engine", "client", "wrappers", "outbox"},
 }
 
 

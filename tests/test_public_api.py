@@ -20,6 +20,16 @@ PUBLIC_NAMES = {
     "RecipientOutcome",
     "Outcome",
     "Attempt",
+    "BatchItem",
+    # after the request: the durable outbox and its long schedule
+    "Outbox",
+    "OutboxEntry",
+    "OutboxEvent",
+    "OutboxRecipient",
+    "EntryState",
+    "RecipientState",
+    "RunStats",
+    "OutboxSchedule",
     # policy
     "RetryPolicy",
     "PolicyConfigError",
