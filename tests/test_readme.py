@@ -40,12 +40,14 @@ def test_the_readme_has_python_snippets() -> None:
 
 
 @pytest.mark.parametrize("snippet", SNIPPETS, ids=[f"snippet-{n}" for n in range(len(SNIPPETS))])
-def test_readme_snippet_runs(snippet: str, server: ScriptedSMTPServer) -> None:
+def test_readme_snippet_runs(snippet: str, server: ScriptedSMTPServer, tmp_path: Path) -> None:
     namespace = {
         "host": server.host,
         "port": server.port,
         "user": "app",
         "password": "app-password",
         "msg": make_message("a@example.com"),
+        "messages": [make_message("a@example.com"), make_message("b@example.com")],
+        "outbox_path": str(tmp_path / "outbox.sqlite3"),
     }
     exec(compile(snippet, str(README), "exec"), namespace)
