@@ -26,6 +26,7 @@ from smtp_resilience.client import ResilientSMTP, ResilientSMTP_SSL
 from smtp_resilience.engine.events import EventLog
 from smtp_resilience.engine.phrases import OUTBOX_ENQUEUED
 from smtp_resilience.policy.retry import RetryPolicy
+from smtp_resilience.policy.values import PolicyConfigError
 from smtp_resilience.report import DeliveryReport
 from smtp_resilience.spool import queries
 from smtp_resilience.spool.envelopes import StoredMessage, stored_message
@@ -188,6 +189,12 @@ class Outbox:
         """Send what is due, as one worker, until ``stop`` is set (or, with ``until_empty``,
         until nothing is pending). ``policy`` is this worker's: one try a visit by default,
         the outbox schedule doing the rest."""
+        if not lease > timeout:  # a lease must outlast the wait for a final reply
+            raise PolicyConfigError(
+                "lease",
+                f"must be longer than the socket timeout ({timeout:g} s), got {lease:g} s: a "
+                "worker waiting for a reply would lose the entry to another",
+            )
         policy = policy if policy is not None else RetryPolicy(max_attempts=1)
 
         def connect() -> ResilientSMTP:

@@ -109,7 +109,7 @@ class _StopAfter:
 
 
 def _worker(path: str, host: str, port: int) -> None:
-    Outbox(path).run(host, port, lease=1.0, poll=0.05)
+    Outbox(path).run(host, port, lease=1.0, timeout=0.9, poll=0.05)
 
 
 def test_a_killed_workers_in_flight_recipients_are_ambiguous_and_never_sent_again(
@@ -238,3 +238,36 @@ def test_a_client_with_an_outbox_still_raises_when_every_recipient_was_refused(
     ):
         smtp.sendmail("app@example.com", [A], b"Subject: x\r\n\r\nhi\r\n")
     assert outbox.entries() == []
+
+
+def test_a_worker_whose_lease_ran_out_before_a_message_went_out_never_sends_it(
+    outbox: Outbox, smtp_server: ScriptedSMTPServer
+) -> None:
+    import threading
+
+    first = outbox.enqueue(make_message(A, subject="slow"))
+    second = outbox.enqueue(make_message(B, subject="taken over"))
+    # the first message takes 2 s (each reply within the timeout), longer than the lease:
+    # meanwhile the second one's lease runs out and another worker takes it
+    smtp_server.script("RCPT", Delay(1.0))
+    smtp_server.script("end of data", Delay(1.0))
+    settings = {"lease": 1.6, "timeout": 1.5, "poll": 0.05, "batch": 2, "until_empty": True}
+
+    def worker() -> None:
+        Outbox(outbox.path).run(smtp_server.host, smtp_server.port, **settings)  # type: ignore[arg-type]
+
+    slow = threading.Thread(target=worker)
+    slow.start()
+    time.sleep(1.7)
+    worker()  # the second worker
+    slow.join(30)
+    assert sorted(d.rcpt_tos for d in smtp_server.deliveries) == [(A,), (B,)]  # once each
+    assert states(outbox, first.id) == {A: RecipientState.DELIVERED}
+    assert states(outbox, second.id) == {B: RecipientState.DELIVERED}
+
+
+def test_a_lease_no_longer_than_the_socket_timeout_is_refused(outbox: Outbox) -> None:
+    from smtp_resilience import PolicyConfigError
+
+    with pytest.raises(PolicyConfigError, match="lease: must be longer than the socket timeout"):
+        outbox.run("127.0.0.1", 25, lease=30, timeout=30)

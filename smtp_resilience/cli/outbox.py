@@ -138,6 +138,11 @@ def run_outbox(arguments: argparse.Namespace) -> int:
 def _run(arguments: argparse.Namespace, where: str) -> int:
     from smtp_resilience.cli.send import _password, _policy
 
+    if arguments.lease <= arguments.timeout:
+        raise UsageError(
+            f"{where}: --lease ({arguments.lease:g} s) must be longer than --timeout "
+            f"({arguments.timeout:g} s): a worker waiting for a reply would lose its entries"
+        )
     policy = _policy(arguments.policy).replace(max_attempts=1) if arguments.policy else None
     port = arguments.port or (465 if arguments.ssl else 587 if arguments.starttls else 25)
     password = _password(arguments.user, arguments.host) if arguments.user else None

@@ -228,8 +228,19 @@ class SpoolStore:
                 [(until, entry_id, owner) for entry_id in ids],
             )
 
-    def mark_in_flight(self, entry_id: int, recipients: Sequence[str]) -> None:
+    def mark_in_flight(
+        self, entry_id: int, recipients: Sequence[str], *, owner: str, now: float, until: float
+    ) -> bool:
+        """Mark recipients in flight and hold the lease until ``until``, if ``owner`` still
+        holds it; False when the lease ran out (another worker may have the entry now)."""
         with self.transaction() as db:
+            held = db.execute(
+                "UPDATE entries SET lease_expires = ? WHERE id = ? AND lease_owner = ? "
+                "AND lease_expires >= ?",
+                (until, entry_id, owner, now),
+            ).rowcount
+            if not held:
+                return False
             db.executemany(
                 "UPDATE recipients SET state = ? WHERE entry_id = ? AND address = ? AND state = ?",
                 [
@@ -237,6 +248,7 @@ class SpoolStore:
                     for r in recipients
                 ],
             )
+            return True
 
     def record(
         self,
@@ -248,9 +260,13 @@ class SpoolStore:
         next_attempt: float,
         first_failure: float | None,
         last_wait: float | None,
-    ) -> EntryState:
-        """One attempt's result and the end of the lease, in one transaction."""
+    ) -> EntryState | None:
+        """One attempt's result and the end of the lease, in one transaction; None (nothing
+        written) when ``owner`` no longer holds the lease: whoever took the entry over decides."""
         with self.transaction() as db:
+            holder = db.execute("SELECT lease_owner FROM entries WHERE id = ?", (entry_id,))
+            if holder.fetchone() != (owner,):
+                return None
             db.executemany(
                 "UPDATE recipients SET state = ?, code = ?, reply = ?, explanation = ? "
                 "WHERE entry_id = ? AND address = ?",
@@ -264,7 +280,7 @@ class SpoolStore:
             db.execute(
                 "UPDATE entries SET state = ?, attempts = attempts + 1, next_attempt = ?, "
                 "first_failure = ?, last_wait = ?, lease_owner = NULL, lease_expires = NULL "
-                "WHERE id = ? AND (lease_owner = ? OR lease_owner IS NULL)",
+                "WHERE id = ? AND lease_owner = ?",
                 (state.value, next_attempt, first_failure, last_wait, entry_id, owner),
             )
             return state

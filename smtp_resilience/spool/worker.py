@@ -36,9 +36,14 @@ from smtp_resilience.report import DeliveryReport, Outcome
 from smtp_resilience.spool.records import OutboxEvent, OutboxRecipient, RecipientState
 from smtp_resilience.spool.store import Leased, SpoolStore
 
-__all__ = ["RunStats", "Worker"]
+__all__ = ["LeaseLost", "RunStats", "Worker"]
 
 _HOST_DOWN_CODES = (-1, 421)  # no reply at all, or the server closing the session
+
+
+class LeaseLost(Exception):
+    """This worker's lease on an entry ran out before its message went out: another worker may
+    hold it now, so this one must not send it."""
 
 
 @dataclass(slots=True)
@@ -131,8 +136,8 @@ class Worker:
                 raise  # bad credentials, a TLS downgrade: the operator must act
             self._host_down(leased, str(error))
             return
-        smtp.before_final_dot = lambda message_id, accepted: self.store.mark_in_flight(
-            by_id[message_id or ""].id, accepted
+        smtp.before_final_dot = lambda message_id, accepted: self._in_flight(
+            by_id[message_id or ""], accepted
         )
         untried = dict(by_id)
         batch = smtp.deliver_each(
@@ -146,11 +151,23 @@ class Worker:
                     self._host_down(list(untried.values()), _reason(report))
                     return
                 self.store.renew(self.owner, [e.id for e in untried.values()], self._lease_end())
+        except LeaseLost:  # nothing of that message went out (the engine closed the connection
+            # before it); the rest goes back
+            self.store.release(self.owner, [e.id for e in untried.values()], self.clock())
         except BaseException:
             self.store.release(self.owner, [e.id for e in untried.values()], self.clock())
             raise
         finally:
             batch.close()
+
+    def _in_flight(self, entry: Leased, accepted: Sequence[str]) -> None:
+        """Right before the message goes out: its recipients are in flight, and the lease is
+        held until its reply can have come (the lease outlasts the socket timeout)."""
+        now = self.clock()
+        if not self.store.mark_in_flight(
+            entry.id, accepted, owner=self.owner, now=now, until=now + self.lease
+        ):
+            raise LeaseLost(entry.message_id)
 
     def _connection(self) -> ResilientSMTP:
         if self._smtp is None:

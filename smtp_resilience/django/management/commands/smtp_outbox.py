@@ -36,6 +36,9 @@ class Command(BaseCommand):  # type: ignore[misc]  # Django ships no type stubs
             raise CommandError(f"no outbox file: set {SETTING}['outbox'] or pass --db")
         if options["lease"] <= 0 or options["poll"] <= 0 or options["batch"] <= 0:
             raise CommandError("--lease, --poll and --batch must be above 0")
+        timeout = settings.EMAIL_TIMEOUT or 30.0
+        if options["lease"] <= timeout:
+            raise CommandError(f"--lease must be longer than EMAIL_TIMEOUT ({timeout:g} s)")
         policy = policy_from_settings().replace(max_attempts=1)  # the schedule does the rest
         with Outbox(path) as outbox:
             stats = outbox.run(
@@ -46,7 +49,7 @@ class Command(BaseCommand):  # type: ignore[misc]  # Django ships no type stubs
                 username=settings.EMAIL_HOST_USER or None,
                 password=settings.EMAIL_HOST_PASSWORD or None,
                 policy=policy,
-                timeout=settings.EMAIL_TIMEOUT or 30.0,
+                timeout=timeout,
                 lease=options["lease"],
                 poll=options["poll"],
                 batch=options["batch"],
