@@ -16,9 +16,12 @@ import redis
 
 from smtp_resilience.ledger import AMBIGUOUS, IN_FLIGHT, LedgerConflict
 
-__all__ = ["KEY_PREFIX", "RedisLedger"]
+__all__ = ["KEY_PREFIX", "MARGIN", "RedisLedger"]
 
 KEY_PREFIX = "smtp_resilience:ledger:"
+#: Seconds to keep a message's states past its schedule's lifetime: longer than a broker takes to
+#: hand a lost task out again (Redis: ``visibility_timeout``, an hour by default).
+MARGIN = 86400.0
 
 # ARGV: ttl (ms), then the recipients. Returns each one's state ("" for pending); a recipient
 # found in flight is returned so and recorded ambiguous.
