@@ -5,6 +5,7 @@ rule holds for pipelined groups and for lock-step commands alike."""
 
 from __future__ import annotations
 
+import smtplib
 from collections.abc import Iterator
 
 import pytest
@@ -38,3 +39,17 @@ def policy(clock: FakeClock) -> RetryPolicy:
         sleep=clock.sleep,
         clock=clock,
     )
+
+
+@pytest.fixture
+def writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every write smtplib's ``send`` makes, as bytes, in order (what Django's tests record)."""
+    sent: list[bytes] = []
+    original = smtplib.SMTP.send
+
+    def recording(self: smtplib.SMTP, data: bytes | str) -> None:
+        sent.append(data.encode() if isinstance(data, str) else bytes(data))
+        original(self, data)
+
+    monkeypatch.setattr(smtplib.SMTP, "send", recording)
+    return sent

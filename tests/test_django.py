@@ -229,16 +229,8 @@ def messages(*recipients: str) -> list[EmailMessage]:
 
 
 def test_send_messages_sends_the_batch_on_one_connection_with_the_envelopes_pipelined(
-    server: ScriptedSMTPServer, monkeypatch: pytest.MonkeyPatch
+    server: ScriptedSMTPServer, writes: list[bytes]
 ) -> None:
-    writes: list[bytes] = []
-    original = smtplib.SMTP.send
-
-    def recording(self: smtplib.SMTP, data: bytes | str) -> None:
-        writes.append(data.encode() if isinstance(data, str) else bytes(data))
-        original(self, data)
-
-    monkeypatch.setattr(smtplib.SMTP, "send", recording)
     assert get_connection().send_messages(messages(A, B, A)) == 3
     assert server.connections == 1
     assert [d.rcpt_tos for d in server.deliveries] == [(A,), (B,), (A,)]

@@ -194,7 +194,7 @@ def test_the_command_line_runs_lists_shows_retries_and_purges(
     ("argv", "problem"),
     [
         (["outbox", "stats", "--db", "/nonexistent/outbox.sqlite3"], "no such outbox file"),
-        (["outbox", "run", "--db", "x", "--host", "h", "--lease", "0"], "must be above 0"),
+        (["outbox", "run", "--db", "x", "--host", "h", "--lease", "0"], "above 0"),
         (["outbox", "purge", "--db", "DB", "--older-than", "soon"], "is not a duration"),
     ],
 )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import smtplib
 from collections.abc import Iterator
 
 import pytest
@@ -15,20 +14,6 @@ pytestmark = pytest.mark.timeout(30)
 
 SENDER = "app@example.com"
 A, B, C = "a@example.com", "b@example.com", "c@example.com"
-
-
-@pytest.fixture
-def writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """Every write smtplib's ``send`` makes, as bytes, in order."""
-    sent: list[bytes] = []
-    original = smtplib.SMTP.send
-
-    def recording(self: smtplib.SMTP, data: bytes | str) -> None:
-        sent.append(data.encode() if isinstance(data, str) else bytes(data))
-        original(self, data)
-
-    monkeypatch.setattr(smtplib.SMTP, "send", recording)
-    return sent
 
 
 def client(server: ScriptedSMTPServer, policy: RetryPolicy) -> ResilientSMTP:

@@ -224,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     from smtp_resilience.cli.outbox import add_outbox_parser
 
-    add_outbox_parser(commands, _host, _port)
+    add_outbox_parser(commands, _host, _port, _positive_seconds)
     return parser
 
 

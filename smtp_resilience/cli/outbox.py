@@ -24,21 +24,15 @@ __all__ = ["add_outbox_parser", "run_outbox"]
 _STATES = ("pending", "sent", "dead")
 
 
-def _positive(kind: type[float] | type[int], what: str) -> Any:
-    def parse(value: str) -> float | int:
-        try:
-            number = kind(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{value!r} is not {what}") from None
-        if not 0 < number < float("inf"):
-            raise argparse.ArgumentTypeError(f"{value!r} must be above 0")
-        return number
-
-    return parse
+def _count(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a count above 0")
+    return int(value)
 
 
-def add_outbox_parser(commands: Any, host: Any, port: Any) -> None:
-    """The ``outbox`` command and its subcommands, on the main parser's ``commands``."""
+def add_outbox_parser(commands: Any, host: Any, port: Any, seconds: Any) -> None:
+    """The ``outbox`` command and its subcommands, on the main parser's ``commands``; ``host``,
+    ``port`` and ``seconds`` are the argument types the other commands use."""
     outbox = commands.add_parser(
         "outbox",
         help="run the outbox's workers, or read and tend the outbox",
@@ -58,27 +52,27 @@ def add_outbox_parser(commands: Any, host: Any, port: Any) -> None:
     tls.add_argument("--ssl", action="store_true", help="implicit TLS from the start (port 465)")
     tls.add_argument("--starttls", action="store_true", help="upgrade with STARTTLS (port 587)")
     run.add_argument("--user", help="log in as this user (password: SMTP_PASSWORD or prompt)")
-    run.add_argument("--workers", type=_positive(int, "a count"), default=1, help="default 1")
+    run.add_argument("--workers", type=_count, default=1, help="default 1")
     run.add_argument("--until-empty", action="store_true", help="stop once nothing is pending")
-    run.add_argument("--lease", type=_positive(float, "seconds"), default=60.0,
+    run.add_argument("--lease", type=seconds, default=60.0,
                      help="seconds a worker holds an entry before another may (60)")  # fmt: skip
-    run.add_argument("--poll", type=_positive(float, "seconds"), default=1.0,
+    run.add_argument("--poll", type=seconds, default=1.0,
                      help="seconds between looks when nothing is due (1)")  # fmt: skip
-    run.add_argument("--batch", type=_positive(int, "a count"), default=20,
+    run.add_argument("--batch", type=_count, default=20,
                      help="entries a worker takes at a time (20)")  # fmt: skip
-    run.add_argument("--timeout", type=_positive(float, "seconds"), default=30.0,
+    run.add_argument("--timeout", type=seconds, default=30.0,
                      help="socket timeout, seconds (30)")  # fmt: skip
     run.add_argument("--policy", metavar="FILE", help="retry policy TOML file (outbox_schedule)")
 
     listing = action("list", "list entries, oldest first")
     listing.add_argument("--state", choices=_STATES, help="only entries in this state")
-    listing.add_argument("--limit", type=_positive(int, "a count"), default=100, help="(100)")
+    listing.add_argument("--limit", type=_count, default=100, help="(100)")
     listing.add_argument("--json", action="store_true", help="as JSON")
     show = action("show", "one entry: recipients, replies, explanations, history")
     show.add_argument("entry", metavar="ID", help="the entry's id or its Message-ID")
     show.add_argument("--json", action="store_true", help="as JSON")
     retry = action("retry", "try a dead letter's recipients again now")
-    retry.add_argument("entry", metavar="ID", type=_positive(int, "an entry id"))
+    retry.add_argument("entry", metavar="ID", type=_count)
     purge = action("purge", "delete settled entries")
     purge.add_argument("--state", choices=("sent", "dead"), default="sent", help="(sent)")
     purge.add_argument("--older-than", metavar="DURATION", default="0s",
