@@ -17,6 +17,7 @@ import sys
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from smtp_resilience.engine.envelope import EnvelopeCapture
 from smtp_resilience.engine.session import DEFAULT_TIMEOUT, ResilientSession
 from smtp_resilience.engine.transaction import MailTransaction
 from smtp_resilience.errors import SMTPResilienceError
@@ -75,8 +76,6 @@ class ResilientSMTP(ResilientSession):
         self._last_transaction: MailTransaction | None = None
         self._recipient_failure: SMTPResilienceError | None = None
         self._new_message_id: str | None = None
-        self._preparing = False  # sendmail builds the transaction and hands it over, unsent
-        self._prepared: MailTransaction | None = None
         #: The outbox entry the latest send handed its deferred recipients to, if any.
         self.last_handoff: OutboxEntry | None = None
 
@@ -91,30 +90,42 @@ class ResilientSMTP(ResilientSession):
         rcpt_options: Sequence[str] = (),
     ) -> dict[str, tuple[int, bytes]]:
         """smtplib's contract with retries inside: returns the refused, raises if nobody got it."""
-        recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
-        transaction = MailTransaction(
-            self,
-            sender=from_addr,
-            recipients=recipients,
-            message=msg,
-            mail_options=mail_options,
-            rcpt_options=rcpt_options,
-            message_id=self._new_message_id,
+        transaction = self._transaction(
+            from_addr, to_addrs, msg, mail_options, rcpt_options, self._new_message_id
         )
-        if self._preparing:
-            self._prepared = transaction
-            return {}
         error = self._run(transaction)
         if error is not None:
             self._recipient_failure = error
             raise error
         return transaction.recipients.undelivered()
 
+    def _transaction(
+        self,
+        from_addr: str,
+        to_addrs: str | Sequence[str],
+        msg: SizedBuffer | str,
+        mail_options: Sequence[str] = (),
+        rcpt_options: Sequence[str] = (),
+        message_id: str | None = None,
+    ) -> MailTransaction:
+        recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
+        return MailTransaction(
+            self,
+            sender=from_addr,
+            recipients=recipients,
+            message=msg,
+            mail_options=mail_options,
+            rcpt_options=rcpt_options,
+            message_id=message_id,
+        )
+
     def _run(self, transaction: MailTransaction) -> SMTPResilienceError | None:
         """Run the transaction; the error ``sendmail`` raises for it: when nobody got the
         message (nor is it queued for anyone), or someone may have got it twice (ambiguous),
         else None."""
         self.last_handoff = None
+        if not transaction.wrote_ahead_on(self.sock):
+            self.drop_written_ahead()  # another message's envelope is on the wire: start afresh
         transaction.keep_waiting_message = self.outbox is not None
         with self.call:
             self._last_transaction = transaction
@@ -159,13 +170,17 @@ class ResilientSMTP(ResilientSession):
         ambiguous retry produced, and is reported as ``last_report.message_id``.
         """
         with self.call:
-            if msg.get("Message-ID") is None:
-                domain = (self.local_hostname or "localhost").strip("[]")
-                self._new_message_id = email.utils.make_msgid(domain=domain)
+            self._new_message_id = self._message_id_for(msg)
             try:
                 return super().send_message(msg, from_addr, to_addrs, mail_options, rcpt_options)
             finally:
                 self._new_message_id = None
+
+    def _message_id_for(self, msg: email.message.Message) -> str | None:
+        """The Message-ID to send a message that has none with (None when it has one)."""
+        if msg.get("Message-ID") is not None:
+            return None
+        return email.utils.make_msgid(domain=(self.local_hostname or "localhost").strip("[]"))
 
     def deliver(
         self,
@@ -249,17 +264,11 @@ class ResilientSMTP(ResilientSession):
         message: email.message.Message | bytes | str = item  # type: ignore[assignment]
         if not isinstance(item, email.message.Message):
             sender, recipients, message = item
-        self._preparing = True
-        try:
-            if isinstance(message, email.message.Message):
-                self.send_message(message, sender, recipients)
-            else:
-                self.sendmail(sender or "", recipients or (), message)
-        finally:
-            self._preparing = False
-        prepared, self._prepared = self._prepared, None
-        assert prepared is not None
-        return prepared
+        if not isinstance(message, email.message.Message):
+            return self._transaction(sender or "", recipients or (), message)
+        envelope = EnvelopeCapture(self).envelope_of(message, sender, recipients)
+        message_id = self._message_id_for(message)
+        return self._transaction(*envelope, message_id)
 
 
 class ResilientSMTP_SSL(ResilientSMTP, smtplib.SMTP_SSL):  # noqa: N801 - mirrors smtplib's name

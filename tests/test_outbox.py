@@ -43,7 +43,7 @@ def test_enqueue_stores_the_exact_bytes_with_a_message_id_fixed_once(outbox: Out
     assert f"Message-ID: {entry.message_id}".encode() in data
     assert b"\r\n" in data
     assert b"\n" not in data.replace(b"\r\n", b"")
-    again = outbox.enqueue(make_message(C, message_id=entry.message_id))
+    again = outbox.enqueue(make_message(A, B, message_id=entry.message_id))
     assert again.id == entry.id  # the same Message-ID is one entry, never sent twice
     assert [r.address for r in again.recipients] == [A, B]
 
@@ -271,3 +271,35 @@ def test_a_lease_no_longer_than_the_socket_timeout_is_refused(outbox: Outbox) ->
 
     with pytest.raises(PolicyConfigError, match="lease: must be longer than the socket timeout"):
         outbox.run("127.0.0.1", 25, lease=30, timeout=30)
+
+
+def test_enqueueing_a_known_message_id_adds_only_recipients_it_does_not_have(
+    outbox: Outbox, smtp_server: ScriptedSMTPServer
+) -> None:
+    first = outbox.enqueue(make_message(A, message_id="<same@example.com>"))
+    outbox.run(smtp_server.host, smtp_server.port, until_empty=True, poll=0.05)
+    again = outbox.enqueue(make_message(A, B, message_id="<same@example.com>"))
+    assert again.id == first.id
+    assert again.state is EntryState.PENDING
+    outbox.run(smtp_server.host, smtp_server.port, until_empty=True, poll=0.05)
+    assert [d.rcpt_tos for d in smtp_server.deliveries] == [(A,), (B,)]  # A never twice
+
+
+def test_a_worker_stopped_while_waiting_for_the_final_reply_leaves_its_recipients_ambiguous(
+    outbox: Outbox,
+) -> None:
+    from smtp_resilience.spool.envelopes import stored_message
+
+    store = outbox.store
+    entry_id, _ = store.insert(
+        stored_message(make_message(A), sender=None, recipients=None),
+        now=0.0, not_before=0.0, schedule=None, retry_ambiguous=False,
+    )  # fmt: skip
+    assert len(store.lease("w1", now=1.0, until=100.0, limit=5)) == 1
+    assert store.mark_in_flight(entry_id, [A], owner="w1", now=2.0, until=100.0)
+    assert not store.mark_in_flight(entry_id, [A], owner="w2", now=2.0, until=100.0)
+    store.release("w2", [entry_id], 3.0, now=3.0)  # not w2's: nothing changes
+    assert states(outbox, entry_id) == {A: RecipientState.IN_FLIGHT}
+    store.release("w1", [entry_id], 3.0, now=3.0)  # w1 stopped (Ctrl-C) mid-reply
+    assert states(outbox, entry_id) == {A: RecipientState.AMBIGUOUS}
+    assert store.lease("w3", now=10.0, until=100.0, limit=5) == []  # never sent again

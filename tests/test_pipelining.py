@@ -58,7 +58,7 @@ def test_the_debug_output_shows_the_pipelined_group(
         smtp.set_debuglevel(1)
         smtp.sendmail(SENDER, [A, B], b"Subject: x\r\n\r\nhi\r\n")
     sends = [line for line in capsys.readouterr().err.splitlines() if line.startswith("send:")]
-    grouped = [line for line in sends if "mail FROM" in line and "data" in line]
+    grouped = [line for line in sends if "mail from" in line.lower() and "data" in line]
     assert len(grouped) == (1 if smtp_server.options.pipelining else 0)
 
 
@@ -260,3 +260,24 @@ def test_when_before_final_dot_raises_nothing_is_sent(
         with pytest.raises(RuntimeError, match="locked"):
             smtp.sendmail(SENDER, [A], b"Subject: x\r\n\r\nhi\r\n")
     assert smtp_server.deliveries == []
+
+
+def test_a_paused_batch_never_lets_another_send_read_its_envelopes_replies(
+    smtp_server: ScriptedSMTPServer, policy: RetryPolicy
+) -> None:
+    with client(smtp_server, policy) as smtp:
+        batch = smtp.deliver_each(
+            [
+                (SENDER, [A], b"Subject: 0\r\n\r\nfor a\r\n"),
+                (SENDER, [B], b"Subject: 1\r\n\r\nfor b\r\n"),
+            ]
+        )
+        next(batch)  # the first is settled; the second's envelope may be on the wire
+        assert smtp.sendmail(SENDER, [C], b"Subject: other\r\n\r\nfor c\r\n") == {}
+        assert smtp.noop()[0] == 250
+        batch.close()
+    received = {d.rcpt_tos: d.data for d in smtp_server.deliveries}
+    assert received[(C,)].endswith(b"for c\r\n")
+    assert b"mail" not in received[(C,)].lower()
+    assert (B,) not in received or received[(B,)].endswith(b"for b\r\n")
+    assert len(smtp_server.deliveries) == 2

@@ -111,6 +111,7 @@ class BoundedSMTP(smtplib.SMTP):
         self._secrets: tuple[bytes, ...] = ()
         self._in_auth = False
         self._collected: list[str] | None = None
+        self._ahead_sock: socket.socket | None = None  # where an envelope went out ahead
         #: What the server sent instead of the last reply that was refused (its first bytes).
         self.refused_reply = b""
         #: Whether the connection that failed last had sent nothing at all.
@@ -178,8 +179,27 @@ class BoundedSMTP(smtplib.SMTP):
         """smtplib's; while commands are being formatted (:meth:`command_lines`), kept instead."""
         if self._collected is not None:
             self._collected.append(s)
-        else:
-            super().send(s)
+            return
+        if self._ahead_sock is not None:
+            self.drop_written_ahead()
+        super().send(s)
+
+    # -- an envelope written ahead (deliver_many) ---------------------------------------------
+
+    def wrote_ahead(self) -> None:
+        """The next message's envelope went out on this connection; its replies are owed."""
+        self._ahead_sock = self.sock
+
+    def took_ahead(self) -> None:
+        """The transaction the envelope belongs to is reading its replies now."""
+        self._ahead_sock = None
+
+    def drop_written_ahead(self) -> None:
+        """Anyone but that transaction about to use the connection (a paused batch, then
+        another call) would read its replies as their own: the connection goes instead."""
+        if self._ahead_sock is not None and self._ahead_sock is self.sock:
+            self.close()
+        self._ahead_sock = None
 
     # -- MAIL and RCPT, smtplib's with the address quoting cached ----------------------------
 

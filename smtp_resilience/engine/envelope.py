@@ -17,8 +17,10 @@ holds either way. Its duties under RFC 2920 §3.1:
 
 from __future__ import annotations
 
+import email.message
+import smtplib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from smtp_resilience.replies.codes import Command
 
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
 
     from smtp_resilience.engine.bounded import BoundedSMTP
 
-__all__ = ["GROUP_LIMIT", "Envelope"]
+__all__ = ["GROUP_LIMIT", "Envelope", "EnvelopeCapture"]
 
 #: The most commands written before their replies are read (some 4 KB of commands).
 GROUP_LIMIT = 100
@@ -36,7 +38,16 @@ GROUP_LIMIT = 100
 class Envelope:
     """MAIL, RCPT... and DATA for one transaction; :meth:`reply` gives their replies in order."""
 
-    __slots__ = ("_lines", "_read", "_written", "accepted_by_server", "group", "smtp", "sock")
+    __slots__ = (
+        "_data",
+        "_lines",
+        "_read",
+        "_written",
+        "accepted_by_server",
+        "group",
+        "smtp",
+        "sock",
+    )
 
     def __init__(
         self,
@@ -52,6 +63,7 @@ class Envelope:
         self.group = GROUP_LIMIT if pipelined else 1
         # MAIL first, DATA last, a RCPT for each recipient between them
         self._lines = smtp.command_lines(sender, mail_options, recipients, rcpt_options)
+        self._data = len(self._lines) - 1  # where DATA is, even once the unwritten are dropped
         self._written = 0  # how many lines went out
         self._read = 0  # how many replies came back
         #: RCPT replies read so far that were 2xx: whether the server holds any recipient.
@@ -81,7 +93,7 @@ class Envelope:
     def _command(self, index: int) -> Command:
         if index == 0:
             return Command.MAIL
-        return Command.DATA if index == len(self._lines) - 1 else Command.RCPT
+        return Command.DATA if index == self._data else Command.RCPT
 
     def reply(self) -> tuple[int, bytes]:
         """The reply to the next command, writing the next group first when none is owed."""
@@ -93,7 +105,7 @@ class Envelope:
         index = self._read
         self._read = index + 1
         code, text = smtp.getreply()
-        if 200 <= code <= 299 and 0 < index < len(self._lines) - 1:  # a RCPT accepted
+        if 200 <= code <= 299 and 0 < index < self._data:  # a RCPT accepted
             self.accepted_by_server += 1
         return code, text
 
@@ -124,3 +136,49 @@ class Envelope:
                     smtp.close()
                     return False
         return smtp.sock is not None
+
+
+class _Connection(Protocol):
+    def ehlo_or_helo_if_needed(self) -> None: ...
+
+    def has_extn(self, opt: str) -> bool: ...
+
+
+class EnvelopeCapture:
+    """Stands in for a connection while smtplib's ``send_message`` prepares a message: what it
+    would hand to ``sendmail`` is taken, nothing is sent. Without a connection (``smtp`` None,
+    for the outbox) nothing is greeted and the server is taken to offer SMTPUTF8 (one that does
+    not refuses the message when it is sent)."""
+
+    def __init__(self, smtp: _Connection | None = None) -> None:
+        self.smtp = smtp
+        self.taken: tuple[str, Sequence[str], bytes, Sequence[str], Sequence[str]] | None = None
+
+    def ehlo_or_helo_if_needed(self) -> None:
+        if self.smtp is not None:
+            self.smtp.ehlo_or_helo_if_needed()
+
+    def has_extn(self, name: str) -> bool:
+        return self.smtp.has_extn(name) if self.smtp is not None else name.lower() == "smtputf8"
+
+    def sendmail(
+        self,
+        from_addr: str,
+        to_addrs: Sequence[str],
+        msg: bytes,
+        mail_options: Sequence[str] = (),
+        rcpt_options: Sequence[str] = (),
+    ) -> dict[str, tuple[int, bytes]]:
+        self.taken = (from_addr, to_addrs, msg, mail_options, rcpt_options)
+        return {}
+
+    def envelope_of(
+        self,
+        message: email.message.Message,
+        sender: str | None,
+        recipients: str | Sequence[str] | None,
+    ) -> tuple[str, Sequence[str], bytes, Sequence[str], Sequence[str]]:
+        """(sender, recipients, bytes, mail options, rcpt options) as smtplib derives them."""
+        smtplib.SMTP.send_message(self, message, sender, recipients)  # type: ignore[arg-type]
+        assert self.taken is not None
+        return self.taken

@@ -184,6 +184,7 @@ class MailTransaction(TransactionEndings):
         envelope = self._ahead
         self._ahead = None
         if envelope is not None and envelope.written_ahead_on(smtp.sock):
+            smtp.took_ahead()
             possibly_stale = False  # the connection carried the message before a moment ago
         else:
             envelope = None
@@ -237,6 +238,8 @@ class MailTransaction(TransactionEndings):
             for piece in self.payload.pieces(trailer):
                 smtp.bound_next_write()
                 smtp.send(piece)
+            if wrote_ahead:
+                smtp.wrote_ahead()
             stage = Command.END_OF_DATA  # from here on, a lost connection is ambiguous
             if smtp.one_reply_per_recipient:
                 return self._each_recipients_reply(accepted, wrote_ahead)

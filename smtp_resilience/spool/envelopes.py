@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import email.message
 import email.utils
-import smtplib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from smtp_resilience.engine.envelope import EnvelopeCapture
 from smtp_resilience.engine.payload import Payload
 
 __all__ = ["StoredMessage", "stored_message"]
@@ -31,31 +31,6 @@ class StoredMessage:
     mail_options: tuple[str, ...]
 
 
-class _Recorder:
-    """Takes what ``smtplib.SMTP.send_message`` would send; the server is assumed to offer
-    SMTPUTF8 (a server that does not refuses the message when it is sent)."""
-
-    def __init__(self) -> None:
-        self.taken: tuple[str, list[str], bytes, list[str]] | None = None
-
-    def ehlo_or_helo_if_needed(self) -> None:
-        return None
-
-    def has_extn(self, name: str) -> bool:
-        return name.lower() == "smtputf8"
-
-    def sendmail(
-        self,
-        from_addr: str,
-        to_addrs: Sequence[str],
-        msg: bytes,
-        mail_options: Sequence[str] = (),
-        rcpt_options: Sequence[str] = (),
-    ) -> dict[str, tuple[int, bytes]]:
-        self.taken = (from_addr, list(to_addrs), msg, list(mail_options))
-        return {}
-
-
 def stored_message(
     message: email.message.Message | bytes | str,
     *,
@@ -65,10 +40,9 @@ def stored_message(
 ) -> StoredMessage:
     """The bytes and envelope to store; ``message_id`` is the one a send already used."""
     if isinstance(message, email.message.Message):
-        recorder = _Recorder()
-        smtplib.SMTP.send_message(recorder, message, sender, recipients)  # type: ignore[arg-type]
-        assert recorder.taken is not None
-        sender, to_addrs, data, options = recorder.taken
+        sender, to_addrs, data, options, _ = EnvelopeCapture().envelope_of(
+            message, sender, recipients
+        )
     else:
         if sender is None or recipients is None:
             raise TypeError("a message given as bytes or str needs sender= and recipients=")

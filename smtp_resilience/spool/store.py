@@ -27,57 +27,9 @@ from smtp_resilience.spool.records import (
     OutboxRecipient,
     RecipientState,
 )
+from smtp_resilience.spool.schema import STATEMENTS
 
 __all__ = ["Leased", "SpoolStore"]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS entries (
-    id INTEGER PRIMARY KEY,
-    message_id TEXT NOT NULL UNIQUE,
-    sender TEXT NOT NULL,
-    data BLOB NOT NULL,
-    mail_options TEXT NOT NULL DEFAULT '[]',
-    schedule TEXT,
-    retry_ambiguous INTEGER NOT NULL DEFAULT 0,
-    state TEXT NOT NULL,
-    created REAL NOT NULL,
-    next_attempt REAL NOT NULL,
-    first_failure REAL,
-    last_wait REAL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    lease_owner TEXT,
-    lease_expires REAL
-);
-CREATE INDEX IF NOT EXISTS entries_due ON entries (state, next_attempt);
-CREATE TABLE IF NOT EXISTS recipients (
-    entry_id INTEGER NOT NULL REFERENCES entries (id) ON DELETE CASCADE,
-    position INTEGER NOT NULL,
-    address TEXT NOT NULL,
-    state TEXT NOT NULL,
-    code INTEGER,
-    reply TEXT NOT NULL DEFAULT '',
-    explanation TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (entry_id, address)
-);
-CREATE TABLE IF NOT EXISTS history (
-    entry_id INTEGER NOT NULL REFERENCES entries (id) ON DELETE CASCADE,
-    at REAL NOT NULL,
-    attempt INTEGER NOT NULL,
-    outcome TEXT NOT NULL,
-    recipients TEXT NOT NULL,
-    code INTEGER,
-    reply TEXT NOT NULL DEFAULT '',
-    explanation TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS history_entry ON history (entry_id);
-CREATE TABLE IF NOT EXISTS hosts (
-    host TEXT PRIMARY KEY,
-    next_try REAL NOT NULL,
-    first_failure REAL NOT NULL,
-    last_wait REAL,
-    reason TEXT NOT NULL DEFAULT ''
-);
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +59,8 @@ class SpoolStore:
         self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at each checkpoint
         self.db.execute("PRAGMA foreign_keys=ON")
         with self.transaction():  # executescript would commit on its own
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    self.db.execute(statement)
+            for statement in STATEMENTS:
+                self.db.execute(statement)
 
     def close(self) -> None:
         self.db.close()
@@ -143,8 +94,8 @@ class SpoolStore:
             found = db.execute(
                 "SELECT id FROM entries WHERE message_id = ?", (stored.message_id,)
             ).fetchone()
-            if found is not None:
-                return int(found[0]), False
+            if found is not None:  # never twice to anyone; a new recipient is added, though
+                return int(found[0]), self._add_recipients(db, int(found[0]), stored, not_before)
             cursor = db.execute(
                 "INSERT INTO entries (message_id, sender, data, mail_options, schedule, "
                 "retry_ambiguous, state, created, next_attempt, first_failure, attempts) "
@@ -167,6 +118,33 @@ class SpoolStore:
             self._history(db, entry_id, history)
             return entry_id, True
 
+    def _add_recipients(
+        self, db: sqlite3.Connection, entry_id: int, stored: StoredMessage, not_before: float
+    ) -> bool:
+        known = {row[0] for row in db.execute(
+            "SELECT address FROM recipients WHERE entry_id = ?", (entry_id,)
+        )}  # fmt: skip
+        added = [address for address in stored.recipients if address not in known]
+        if not added:
+            return False
+        (last,) = db.execute(
+            "SELECT coalesce(max(position), -1) FROM recipients WHERE entry_id = ?", (entry_id,)
+        ).fetchone()
+        db.executemany(
+            "INSERT INTO recipients (entry_id, position, address, state) VALUES (?, ?, ?, ?)",
+            [
+                (entry_id, last + 1 + n, address, RecipientState.PENDING.value)
+                for n, address in enumerate(added)
+            ],
+        )
+        db.execute(
+            "UPDATE entries SET state = ?, next_attempt = CASE WHEN state = ? "
+            "THEN min(next_attempt, ?) ELSE ? END WHERE id = ?",
+            (EntryState.PENDING.value, EntryState.PENDING.value, not_before, not_before,
+             entry_id),
+        )  # fmt: skip
+        return True
+
     @staticmethod
     def _history(db: sqlite3.Connection, entry_id: int, events: Sequence[OutboxEvent]) -> None:
         db.executemany(
@@ -182,12 +160,13 @@ class SpoolStore:
     # -- workers ------------------------------------------------------------------------------
 
     def lease(self, owner: str, *, now: float, until: float, limit: int) -> list[Leased]:
-        """Take up to ``limit`` due entries nobody holds (or whose holder's lease ran out)."""
+        """Take up to ``limit`` due entries nobody holds (:meth:`expire_leases` frees those whose
+        holder was lost, deciding about their in-flight recipients first)."""
         with self.transaction() as db:
             rows = db.execute(
                 "SELECT id FROM entries WHERE state = ? AND next_attempt <= ? "
-                "AND (lease_owner IS NULL OR lease_expires < ?) ORDER BY next_attempt LIMIT ?",
-                (EntryState.PENDING.value, now, now, limit),
+                "AND lease_owner IS NULL ORDER BY next_attempt LIMIT ?",  # see expire_leases
+                (EntryState.PENDING.value, now, limit),
             ).fetchall()
             ids = [int(row[0]) for row in rows]
             db.executemany(
@@ -295,21 +274,54 @@ class SpoolStore:
             return EntryState.PENDING
         return EntryState.DEAD if any(state.dead for state in states) else EntryState.SENT
 
-    def release(self, owner: str, ids: Sequence[int], next_attempt: float) -> None:
-        """Give entries back untried (their host is unavailable): no attempt is counted."""
+    def release(self, owner: str, ids: Sequence[int], next_attempt: float, *, now: float) -> None:
+        """Give back the entries ``owner`` still holds, due at ``next_attempt``. A recipient in
+        flight (the worker stopped while its message was going out) becomes ambiguous."""
         with self.transaction() as db:
-            db.executemany(
-                "UPDATE entries SET lease_owner = NULL, lease_expires = NULL, next_attempt = ? "
-                "WHERE id = ? AND lease_owner = ?",
-                [(next_attempt, entry_id, owner) for entry_id in ids],
+            for entry_id in ids:
+                row = db.execute(
+                    "SELECT lease_owner, retry_ambiguous, attempts FROM entries WHERE id = ?",
+                    (entry_id,),
+                ).fetchone()
+                if row is None or row[0] != owner:
+                    continue  # not ours any more: whoever has it decides
+                why = "the worker stopped while the message was going out to them"
+                self._lose_in_flight(db, entry_id, bool(row[1]), now, int(row[2]), why)
+                db.execute(
+                    "UPDATE entries SET state = ?, lease_owner = NULL, lease_expires = NULL, "
+                    "next_attempt = ? WHERE id = ?",
+                    (self._settle(db, entry_id).value, next_attempt, entry_id),
+                )
+
+    def _lose_in_flight(
+        self,
+        db: sqlite3.Connection,
+        entry_id: int,
+        retry_ambiguous: bool,
+        now: float,
+        attempts: int,
+        why: str,
+    ) -> tuple[str, ...]:
+        """The entry's in-flight recipients become ambiguous (pending again, when its policy
+        retries ambiguous ones), with a line of history; returns them."""
+        in_flight = tuple(
+            row[0]
+            for row in db.execute(
+                "SELECT address FROM recipients WHERE entry_id = ? AND state = ?",
+                (entry_id, RecipientState.IN_FLIGHT.value),
             )
+        )
+        if in_flight:
+            state = RecipientState.PENDING if retry_ambiguous else RecipientState.AMBIGUOUS
             db.executemany(
-                "UPDATE recipients SET state = ? WHERE entry_id = ? AND state = ?",
-                [
-                    (RecipientState.PENDING.value, entry_id, RecipientState.IN_FLIGHT.value)
-                    for entry_id in ids
-                ],
+                "UPDATE recipients SET state = ?, explanation = ? "
+                "WHERE entry_id = ? AND address = ?",
+                [(state.value, why, entry_id, r) for r in in_flight],
             )
+            outcome = "retried after a lost lease" if retry_ambiguous else "ambiguous"
+            self._history(db, entry_id, [OutboxEvent(now, attempts + 1, outcome, in_flight,
+                                                     explanation=why)])  # fmt: skip
+        return in_flight
 
     def expire_leases(self, now: float) -> list[tuple[int, str, tuple[str, ...], bool]]:
         """Take back the entries of workers whose lease ran out. Their in-flight recipients
@@ -323,24 +335,10 @@ class SpoolStore:
             ).fetchall()
             taken = []
             for entry_id, message_id, retry_ambiguous, attempts in rows:
-                in_flight = tuple(
-                    row[0]
-                    for row in db.execute(
-                        "SELECT address FROM recipients WHERE entry_id = ? AND state = ?",
-                        (entry_id, RecipientState.IN_FLIGHT.value),
-                    )
+                why = "the worker was lost after the message went out to them"
+                in_flight = self._lose_in_flight(
+                    db, entry_id, bool(retry_ambiguous), now, attempts, why
                 )
-                if in_flight:
-                    state = RecipientState.PENDING if retry_ambiguous else RecipientState.AMBIGUOUS
-                    why = "the worker was lost after the message went out to them"
-                    db.executemany(
-                        "UPDATE recipients SET state = ?, explanation = ? "
-                        "WHERE entry_id = ? AND address = ?",
-                        [(state.value, why, entry_id, r) for r in in_flight],
-                    )
-                    outcome = "retried after a lost lease" if retry_ambiguous else "ambiguous"
-                    event = OutboxEvent(now, attempts + 1, outcome, in_flight, explanation=why)
-                    self._history(db, entry_id, [event])
                 settled = self._settle(db, entry_id)
                 db.execute(
                     "UPDATE entries SET state = ?, lease_owner = NULL, lease_expires = NULL "

@@ -132,7 +132,9 @@ class Worker:
             smtp = self._connection()
         except SMTPResilienceError as error:
             if not isinstance(error, (ConnectionFailed, ServiceNotAvailable)):
-                self.store.release(self.owner, [e.id for e in leased], self.clock())
+                self.store.release(
+                    self.owner, [e.id for e in leased], self.clock(), now=self.clock()
+                )
                 raise  # bad credentials, a TLS downgrade: the operator must act
             self._host_down(leased, str(error))
             return
@@ -153,9 +155,11 @@ class Worker:
                 self.store.renew(self.owner, [e.id for e in untried.values()], self._lease_end())
         except LeaseLost:  # nothing of that message went out (the engine closed the connection
             # before it); the rest goes back
-            self.store.release(self.owner, [e.id for e in untried.values()], self.clock())
-        except BaseException:
-            self.store.release(self.owner, [e.id for e in untried.values()], self.clock())
+            now = self.clock()
+            self.store.release(self.owner, [e.id for e in untried.values()], now, now=now)
+        except BaseException:  # a recipient the message was going out to is left ambiguous
+            now = self.clock()
+            self.store.release(self.owner, [e.id for e in untried.values()], now, now=now)
             raise
         finally:
             batch.close()
@@ -192,7 +196,7 @@ class Worker:
         self.store.host_failed(
             self.host, next_try=now + wait, first_failure=first_failure, wait=wait, reason=reason
         )
-        self.store.release(self.owner, [e.id for e in untried], now + wait)
+        self.store.release(self.owner, [e.id for e in untried], now + wait, now=now)
 
     # -- one message's result ---------------------------------------------------------------------
 
