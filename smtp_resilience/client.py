@@ -124,7 +124,7 @@ class ResilientSMTP(ResilientSession):
         message (nor is it queued for anyone), or someone may have got it twice (ambiguous),
         else None."""
         self.last_handoff = None
-        if not transaction.wrote_ahead_on(self.sock):
+        if self._ahead_sock is not None and not transaction.wrote_ahead_on(self.sock):
             self.drop_written_ahead()  # another message's envelope is on the wire: start afresh
         transaction.keep_waiting_message = self.outbox is not None
         with self.call:
