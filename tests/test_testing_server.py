@@ -665,3 +665,13 @@ def test_process_mode_prints_the_port_and_accepts_mail() -> None:
         process.terminate()
         assert process.wait(timeout=10) == 0
         process.stdout.close()  # type: ignore[union-attr]
+
+
+def test_a_scripted_positive_rcpt_reply_accepts_the_recipient_over_a_refusal_rule() -> None:
+    with ScriptedSMTPServer() as server:
+        server.refuse("b@example.com", "550 5.1.1 no such user")
+        server.script("RCPT", "250 2.1.5 scripted yes")
+        with smtplib.SMTP(server.host, server.port, timeout=5) as smtp:
+            refused = smtp.sendmail("s@example.com", ["b@example.com"], b"Subject: x\r\n\r\nhi\r\n")
+        assert refused == {}
+        assert [d.rcpt_tos for d in server.deliveries] == [("b@example.com",)]

@@ -65,7 +65,9 @@ class _Hooks:
         rcpt_options: list[str],
     ) -> str:
         reply = server.scripted.recipient_reply(address, len(envelope.rcpt_tos))
-        if reply is None or reply[:1] in ("2", "3"):
+        # a scripted 2xx replaces whatever this would say: the client hears yes, so it is yes
+        scripted_yes = server._replacement is not None
+        if scripted_yes or reply is None or reply[:1] in ("2", "3"):
             envelope.rcpt_tos.append(address)
             envelope.rcpt_options.extend(rcpt_options)
         return reply or "250 OK"
