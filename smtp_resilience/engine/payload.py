@@ -73,11 +73,7 @@ class Payload:
 
     def message_bytes(self) -> bytes:
         """The message as it is sent, before dot-stuffing: header line, CRLF line ends."""
-        data = self._data
-        wire = data.encode("ascii") if isinstance(data, str) else bytes(data)
-        if self._repair:
-            wire = _BARE_LINE_END.sub(b"\r\n", wire)
-        return self._header + wire
+        return self._header + self._repaired(self._data)
 
     def release(self) -> None:
         """Forget the message: nothing of it is kept after the send."""
@@ -116,9 +112,7 @@ class Payload:
 
     def _wire(self, chunk: bytes | bytearray | str, at_line_start: bool) -> bytes:
         """One chunk of the message, starting at a line start or not, as it goes on the wire."""
-        wire = chunk.encode("ascii") if isinstance(chunk, str) else bytes(chunk)
-        if self._repair:
-            wire = _BARE_LINE_END.sub(b"\r\n", wire)
+        wire = self._repaired(chunk)
         if self._stuff:
             # the same result as smtplib's re.sub(rb"(?m)^\.", b"..") at a fraction of its cost:
             # that regex tries every byte, bytes.replace searches for the pair
@@ -126,6 +120,11 @@ class Payload:
             if at_line_start and wire[:1] == b".":
                 wire = b"." + wire
         return wire
+
+    def _repaired(self, chunk: bytes | bytearray | str) -> bytes:
+        """A chunk as bytes with CRLF line ends."""
+        wire = chunk.encode("ascii") if isinstance(chunk, str) else bytes(chunk)
+        return _BARE_LINE_END.sub(b"\r\n", wire) if self._repair else wire
 
     def _end(self, data: bytes | bytearray | str) -> bytes:
         """The final dot line, after a CRLF if the message does not end with one."""

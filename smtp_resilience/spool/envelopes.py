@@ -56,7 +56,7 @@ def stored_message(
         header = f"Message-ID: {found}\r\n".encode()
     elif message_id is not None and found != message_id:
         raise ValueError(f"the message's Message-ID {found} is not the report's {message_id}")
-    exact = Payload(data, header).message_bytes()  # line ends as they go on the wire
+    exact = header + payload.message_bytes()  # line ends as they go on the wire
     return StoredMessage(found, sender, tuple(dict.fromkeys(to_addrs)), exact, tuple(options))
 
 
